@@ -1,0 +1,1058 @@
+/**
+ * The RTFS compiler: forms → bytecode (`Proto`), with macro expansion.
+ *
+ * Owns: special forms, lexical scoping (locals, captured free variables, letfn boxes),
+ * destructuring, `loop`/`recur`, `try`, `match`, steps, plans, `call`, `step.parallel`, and the
+ * positioned compile errors (unbound symbol, wrong arity of a known function, malformed forms).
+ * Must never: run plan code (only macros, through `CompileHost.expand`), import `node:*`.
+ */
+import { Op, Proto, type Arity, type Cell, type ClosureSpec } from './code.js';
+import { MetaForm, formPos, posOf, type Form } from './reader.js';
+import { prStr } from './printer.js';
+import {
+  Closure,
+  EMPTY_MAP,
+  IMap,
+  ISet,
+  Keyword,
+  List,
+  RList,
+  RtfsError,
+  Sym,
+  kw,
+  type Builtin,
+  type RMap,
+  type SourcePos,
+  type Value,
+} from './values.js';
+
+/** What the compiler needs from the runtime it compiles for. */
+export interface CompileHost {
+  /** The global cell of `name`, created on demand. */
+  cell(name: string): Cell;
+  /** The global cell of `name` if it exists (defined or declared). */
+  findCell(name: string): Cell | undefined;
+  /** A macro: a TypeScript expander or an RTFS closure. */
+  macro(name: string): MacroFn | Closure | undefined;
+  defineMacro(name: string, m: Closure): void;
+  /** Applies an RTFS macro closure to argument forms at compile time. */
+  expand(m: Closure, args: Value[], pos: SourcePos | undefined): Form;
+  /** Compiles and runs a form to completion at compile time (used by `defmacro`). */
+  evalAtCompileTime(form: Form, file: string): Value;
+}
+
+/** A macro written in TypeScript: receives the whole form and the compiler (for gensyms). */
+export type MacroFn = (form: RList, c: Compiler) => Form;
+
+interface Binding {
+  slot: number;
+  boxed: boolean;
+}
+
+type Resolved =
+  | { kind: 'local'; slot: number; boxed: boolean }
+  | { kind: 'free'; index: number; boxed: boolean }
+  | { kind: 'self' };
+
+interface LoopTarget {
+  pc: number;
+  slots: number[];
+  /** Try depth when the loop was entered: `recur` may not cross a `try`. */
+  tryDepth: number;
+}
+
+class ArityBuilder implements Arity {
+  ops: number[] = [];
+  consts: unknown[] = [];
+  pos: (SourcePos | undefined)[] = [];
+  nlocals = 0;
+  blocks: Map<string, Binding>[] = [new Map()];
+  loop: LoopTarget | null = null;
+  tryDepth = 0;
+  constructor(
+    readonly nparams: number,
+    readonly variadic: boolean,
+  ) {}
+  constIndex(v: unknown): number {
+    const i = this.consts.indexOf(v);
+    if (i >= 0 && (typeof v !== 'object' || v === null || v instanceof Keyword)) return i;
+    this.consts.push(v);
+    return this.consts.length - 1;
+  }
+}
+
+class FnCtx {
+  arity!: ArityBuilder;
+  readonly free: Resolved[] = [];
+  readonly freeNames = new Map<string, number>();
+  constructor(
+    readonly parent: FnCtx | null,
+    readonly selfName: string | null,
+  ) {}
+}
+
+const SPECIAL_FORMS = new Set([
+  'quote', 'if', 'do', 'def', 'fn', 'fn*', 'λ', 'let', 'let*', 'loop', 'recur', 'letfn', 'try', 'throw',
+  'defmacro', 'call', 'step', 'step.parallel', 'step-parallel', 'step.with-compensation', 'plan', 'match',
+  'catch', 'finally', '&',
+]);
+
+/** Whether a symbol names a special form (used by `rtfs check` and the docs test). */
+export const isSpecialForm = (name: string): boolean => SPECIAL_FORMS.has(name);
+export const SPECIAL_FORM_NAMES: readonly string[] = [...SPECIAL_FORMS].filter((n) => !['catch', 'finally', '&'].includes(n));
+
+/** The host request a `step.with-compensation` makes after its primary succeeded. */
+export const COMPENSATION_CAPABILITY = 'ccos.compensation/register';
+
+const CORE_PREFIXES = ['rtfs.core/', 'clojure.core/'];
+const STRING_ALIASES = ['str/', 'string/', 's/'];
+
+const INLINE_BINARY: Record<string, Op> = { '+': Op.ADD, '-': Op.SUB, '*': Op.MUL, '<': Op.LT, '>': Op.GT, '<=': Op.LE, '>=': Op.GE, '=': Op.EQ };
+
+/** Callers of the compiler get a compiled unit and the capabilities it names statically. */
+export interface CompiledUnit {
+  readonly main: Proto;
+  readonly protos: Proto[];
+  /** Capability ids written literally in `(call :id ...)` forms, with their positions. */
+  readonly capabilities: { id: string; pos: SourcePos | undefined }[];
+  /** True when some `call` names its capability with a computed expression. */
+  readonly dynamicCapabilities: boolean;
+}
+
+/** Compiles one unit (a file, a REPL input, a macro). Deterministic: same source, same ids. */
+export class Compiler {
+  private fn!: FnCtx;
+  private readonly protos: Proto[] = [];
+  private gensymCounter = 0;
+  private readonly capabilities: { id: string; pos: SourcePos | undefined }[] = [];
+  private dynamicCapabilities = false;
+  private currentPos: SourcePos | undefined;
+
+  constructor(
+    private readonly host: CompileHost,
+    private readonly unitId: string,
+    private readonly file: string,
+  ) {}
+
+  /** Compiles top-level forms into a zero-argument `main` function. */
+  compileUnit(forms: Form[]): CompiledUnit {
+    // Top-level definitions may refer to each other in any order: declare them first.
+    for (const f of forms) this.predeclare(f);
+    const main = this.compileFnBody('main', null, forms.length === 0 ? [null] : forms, undefined);
+    return { main, protos: this.protos, capabilities: this.capabilities, dynamicCapabilities: this.dynamicCapabilities };
+  }
+
+  /** A fresh symbol for macro expansions. */
+  gensym(prefix: string): Sym {
+    return new Sym(`${prefix}__${++this.gensymCounter}#`, this.currentPos);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Errors
+
+  private fail(msg: string, form?: unknown, hint?: string): never {
+    throw new RtfsError('compile', msg, posOf(form) ?? this.currentPos ?? { file: this.file, line: 1, col: 1 }, undefined, hint);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Function bodies
+
+  private newProto(name: string | null, arities: Arity[], pos: SourcePos | undefined): Proto {
+    const p = new Proto(`${this.unitId}:${this.protos.length}`, name, arities, pos);
+    this.protos.push(p);
+    return p;
+  }
+
+  private compileFnBody(name: string, selfName: string | null, body: Form[], pos: SourcePos | undefined): Proto {
+    const outer = this.fn as FnCtx | undefined;
+    this.fn = new FnCtx(outer ?? null, selfName);
+    this.fn.arity = new ArityBuilder(0, false);
+    this.compileBody(body, true);
+    this.emit(Op.RETURN);
+    const proto = this.newProto(name, [this.fn.arity], pos);
+    if (outer) this.fn = outer;
+    return proto;
+  }
+
+  private get ar(): ArityBuilder {
+    return this.fn.arity;
+  }
+
+  private emit(op: Op, ...operands: number[]): void {
+    const a = this.ar;
+    a.pos[a.ops.length] = this.currentPos;
+    a.ops.push(op, ...operands);
+  }
+
+  private here(): number {
+    return this.ar.ops.length;
+  }
+
+  /** Emits a jump with a placeholder target; returns the operand's index for `patch`. */
+  private emitJump(op: Op.JUMP | Op.JUMPF | Op.TRY): number {
+    this.emit(op, -1);
+    return this.ar.ops.length - 1;
+  }
+
+  private patch(at: number, target = this.here()): void {
+    this.ar.ops[at] = target;
+  }
+
+  private newSlot(): number {
+    return this.ar.nlocals++;
+  }
+
+  private pushBlock(): void {
+    this.ar.blocks.push(new Map());
+  }
+
+  private popBlock(): void {
+    this.ar.blocks.pop();
+  }
+
+  private bindName(name: string, slot: number, boxed = false): void {
+    const b = this.ar.blocks;
+    b[b.length - 1].set(name, { slot, boxed });
+  }
+
+  private emitConst(v: unknown): void {
+    this.emit(Op.CONST, this.ar.constIndex(v));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Name resolution
+
+  private resolveIn(ctx: FnCtx, name: string): Resolved | null {
+    const blocks = ctx.arity.blocks;
+    for (let i = blocks.length - 1; i >= 0; i--) {
+      const b = blocks[i].get(name);
+      if (b) return { kind: 'local', slot: b.slot, boxed: b.boxed };
+    }
+    if (ctx.selfName === name) return { kind: 'self' };
+    const fi = ctx.freeNames.get(name);
+    if (fi !== undefined) {
+      const src = ctx.free[fi];
+      return { kind: 'free', index: fi, boxed: src.kind !== 'self' && src.boxed };
+    }
+    if (!ctx.parent) return null;
+    const outer = this.resolveIn(ctx.parent, name);
+    if (!outer) return null;
+    ctx.free.push(outer);
+    ctx.freeNames.set(name, ctx.free.length - 1);
+    return { kind: 'free', index: ctx.free.length - 1, boxed: outer.kind !== 'self' && outer.boxed };
+  }
+
+  private isLocal(name: string): boolean {
+    return this.resolveIn(this.fn, name) !== null;
+  }
+
+  /** The global cell a symbol refers to, following `rtfs.core/` and `clojure.string` aliases. */
+  private globalCell(name: string): Cell | undefined {
+    const direct = this.host.findCell(name);
+    if (direct) return direct;
+    for (const p of CORE_PREFIXES) if (name.startsWith(p)) return this.host.findCell(name.slice(p.length));
+    for (const p of STRING_ALIASES) if (name.startsWith(p)) return this.host.findCell(`clojure.string/${name.slice(p.length)}`);
+    return undefined;
+  }
+
+  private emitLoad(r: Resolved): void {
+    if (r.kind === 'local') this.emit(Op.LOCAL, r.slot);
+    else if (r.kind === 'free') this.emit(Op.FREE, r.index);
+    else this.emit(Op.SELF);
+  }
+
+  private compileSymbol(s: Sym): void {
+    const r = this.resolveIn(this.fn, s.name);
+    if (r) {
+      this.emitLoad(r);
+      if (r.kind !== 'self' && r.boxed) this.emit(Op.UNBOX);
+      return;
+    }
+    const cell = this.globalCell(s.name);
+    if (cell) return this.emit(Op.GLOBAL, this.ar.constIndex(cell));
+    if (SPECIAL_FORMS.has(s.name) || this.host.macro(s.name)) {
+      this.fail(`\`${s.name}\` is a special form or macro and cannot be used as a value`, s);
+    }
+    this.fail(`unbound symbol \`${s.name}\``, s, 'define it with def/defn/let before use, or check the spelling');
+  }
+
+  /** Registers names defined at top level (also inside `do`) so forward references compile. */
+  private predeclare(f: Form): void {
+    if (!(f instanceof RList) || f.count < 2) return;
+    const h = f.first();
+    if (!(h instanceof Sym)) return;
+    if (h.name === 'do') for (const x of f.rest()) this.predeclare(x);
+    if (h.name === 'def' || h.name === 'defn' || h.name === 'defn-' || h.name === 'declare') {
+      for (const x of h.name === 'declare' ? f.rest() : [f.rest().first()]) {
+        const n = x instanceof MetaForm ? x.form : x;
+        if (n instanceof Sym) this.host.cell(n.name);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Expressions
+
+  /** Compiles a form leaving its value on the stack. */
+  compile(form: Form, tail: boolean): void {
+    const saved = this.currentPos;
+    const p = posOf(form);
+    if (p) this.currentPos = p;
+    try {
+      this.compileInner(form, tail);
+    } finally {
+      this.currentPos = saved;
+    }
+  }
+
+  private compileInner(form: Form, tail: boolean): void {
+    if (form instanceof Sym) return this.compileSymbol(form);
+    if (form instanceof RList) return this.compileList(form, tail);
+    if (form instanceof MetaForm) return this.compileMeta(form, tail);
+    if (List.isList(form)) return this.compileCollection(form as List<Value>, Op.VEC);
+    if (IMap.isMap(form)) return this.compileMapLiteral(form as RMap);
+    if (ISet.isSet(form)) return this.compileCollection(form as ISet<Value>, Op.SET);
+    this.emitConst(form);
+  }
+
+  private isConstant(f: Form): boolean {
+    if (f instanceof Sym || f instanceof RList || f instanceof MetaForm) return false;
+    if (List.isList(f) || ISet.isSet(f)) return (f as List<Value>).every((x) => this.isConstant(x));
+    if (IMap.isMap(f)) return (f as RMap).every((v, k) => this.isConstant(k) && this.isConstant(v));
+    return true;
+  }
+
+  private compileCollection(items: List<Value> | ISet<Value>, op: Op.VEC | Op.SET): void {
+    if (this.isConstant(items)) return this.emitConst(items);
+    let n = 0;
+    for (const it of items) {
+      this.compile(it, false);
+      n++;
+    }
+    this.emit(op, n);
+  }
+
+  private compileMapLiteral(m: RMap): void {
+    if (this.isConstant(m)) return this.emitConst(m);
+    let n = 0;
+    m.forEach((v, k) => {
+      this.compile(k, false);
+      this.compile(v, false);
+      n++;
+    });
+    this.emit(Op.MAP, n);
+  }
+
+  private compileMeta(f: MetaForm, tail: boolean): void {
+    const inner = f.form;
+    if (inner instanceof RList && inner.first() instanceof Sym) {
+      const h = (inner.first() as Sym).name;
+      if (h === 'call') return this.compileHostCall(inner, f.meta);
+      if (h === 'step') return this.compileStep(inner, f.meta);
+    }
+    this.compile(inner, tail);
+  }
+
+  private compileList(form: RList, tail: boolean): void {
+    if (form.count === 0) return this.emitConst(RList.EMPTY);
+    const head = form.first();
+    if (head instanceof Sym) {
+      const name = head.name;
+      if (SPECIAL_FORMS.has(name)) return this.compileSpecial(name, form, tail);
+      if (!this.isLocal(name)) {
+        const m = this.host.macro(name);
+        if (m) return this.compile(this.expandMacro(m, form), tail);
+        const cell = this.globalCell(name);
+        if (cell) return this.compileGlobalCall(cell, form, tail);
+      }
+    }
+    this.compileCall(form, tail);
+  }
+
+  /** Expands one macro application; the expansion keeps the call's position. */
+  expandMacro(m: MacroFn | Closure, form: RList): Form {
+    try {
+      const out = m instanceof Closure ? this.host.expand(m, form.rest().toArray(), posOf(form)) : m(form, this);
+      return inheritPos(out, form);
+    } catch (e) {
+      if (e instanceof RtfsError && e.code === 'compile') throw e;
+      const msg = e instanceof Error ? e.message : String(e);
+      this.fail(`while expanding macro \`${prStr(form.first())}\`: ${msg}`, form);
+    }
+  }
+
+  private compileGlobalCall(cell: Cell, form: RList, tail: boolean): void {
+    const nargs = form.count - 1;
+    const v = cell.value;
+    if (cell.core && cell.defined && typeof v === 'object' && v !== null && (v as Builtin).kind === 'builtin') {
+      const b = v as Builtin;
+      if (nargs < b.minArity || nargs > b.maxArity) {
+        const expected = b.minArity === b.maxArity ? `${b.minArity}` : b.maxArity === Infinity ? `at least ${b.minArity}` : `${b.minArity} to ${b.maxArity}`;
+        this.fail(`wrong number of arguments to \`${b.name}\`: ${nargs} given, ${expected} expected`, form);
+      }
+      const inline = INLINE_BINARY[b.name];
+      if (inline !== undefined && nargs === 2) {
+        const args = form.rest();
+        this.compile(args.first(), false);
+        this.compile(args.rest().first(), false);
+        return this.emit(inline);
+      }
+      if ((b.name === 'inc' || b.name === 'dec') && nargs === 1) {
+        this.compile(form.rest().first(), false);
+        return this.emit(b.name === 'inc' ? Op.INC : Op.DEC);
+      }
+    }
+    this.compileCall(form, tail);
+  }
+
+  private compileCall(form: RList, tail: boolean): void {
+    let n = 0;
+    for (const x of form) {
+      this.compile(x, false);
+      n++;
+    }
+    this.emit(tail && this.ar.tryDepth === 0 ? Op.TAILCALL : Op.CALL, n - 1);
+  }
+
+  private compileBody(forms: Iterable<Form>, tail: boolean): void {
+    const arr = [...forms];
+    if (arr.length === 0) return this.emitConst(null);
+    arr.forEach((f, i) => {
+      const last = i === arr.length - 1;
+      this.compile(f, tail && last);
+      if (!last) this.emit(Op.POP);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Special forms
+
+  private compileSpecial(name: string, form: RList, tail: boolean): void {
+    const args = form.rest().toArray();
+    switch (name) {
+      case 'quote':
+        if (args.length !== 1) this.fail('quote takes exactly one form', form);
+        return this.emitConst(stripMeta(args[0]));
+      case 'if':
+        return this.compileIf(form, args, tail);
+      case 'do':
+        return this.compileBody(args, tail);
+      case 'def':
+        return this.compileDef(form, args);
+      case 'fn':
+      case 'fn*':
+      case 'λ':
+        return this.compileFn(form, args);
+      case 'let':
+      case 'let*':
+        return this.compileLet(form, args, tail);
+      case 'loop':
+        return this.compileLoop(form, args);
+      case 'recur':
+        return this.compileRecur(form, args, tail);
+      case 'letfn':
+        return this.compileLetfn(form, args, tail);
+      case 'try':
+        return this.compileTry(form, args);
+      case 'throw':
+        if (args.length !== 1) this.fail('throw takes exactly one value', form);
+        this.compile(args[0], false);
+        return this.emit(Op.THROW);
+      case 'defmacro':
+        return this.compileDefmacro(form, args);
+      case 'call':
+        return this.compileHostCall(form, null);
+      case 'step':
+        return this.compileStep(form, null);
+      case 'step.parallel':
+      case 'step-parallel':
+        return this.compileParallel(form, args);
+      case 'step.with-compensation':
+        return this.compileWithCompensation(form, args);
+      case 'plan':
+        return this.compilePlan(form, args, tail);
+      case 'match':
+        return this.compileMatch(form, args, tail);
+      default:
+        this.fail(`\`${name}\` is only valid inside its enclosing form`, form);
+    }
+  }
+
+  private compileIf(form: RList, args: Form[], tail: boolean): void {
+    if (args.length < 2 || args.length > 3) this.fail(`if takes a test, a then branch and an optional else branch; got ${args.length} forms`, form, '(if test then else)');
+    this.compile(args[0], false);
+    const toElse = this.emitJump(Op.JUMPF);
+    this.compile(args[1], tail);
+    const toEnd = this.emitJump(Op.JUMP);
+    this.patch(toElse);
+    this.compile(args.length === 3 ? args[2] : null, tail);
+    this.patch(toEnd);
+  }
+
+  private compileDef(form: RList, args: Form[]): void {
+    if (args.length < 1 || args.length > 3) this.fail('def takes a name and a value', form, '(def name value)');
+    const nameForm = stripMeta(args[0]);
+    if (!(nameForm instanceof Sym) || nameForm.name.includes('/')) this.fail('def needs a plain symbol as its name', args[0]);
+    // (def name "doc" value) is accepted as in Clojure.
+    const valueForm = args.length === 3 ? args[2] : args.length === 2 ? args[1] : null;
+    const cell = this.host.cell(nameForm.name);
+    this.compile(valueForm, false);
+    this.emit(Op.DEF, this.ar.constIndex(cell));
+  }
+
+  // fn ---------------------------------------------------------------------------------------
+
+  private compileFn(form: RList, args: Form[]): void {
+    let i = 0;
+    let name: string | null = null;
+    const first = stripMeta(args[0] ?? null);
+    if (first instanceof Sym) {
+      name = first.name;
+      i++;
+    }
+    const rest = args.slice(i);
+    if (rest.length === 0) this.fail('fn needs a parameter vector', form, '(fn [x] body)');
+    let clauses: { params: List<Value>; body: Form[]; form: Form }[];
+    const p0 = stripMeta(rest[0]);
+    if (List.isList(p0)) clauses = [{ params: p0 as List<Value>, body: rest.slice(1), form }];
+    else if (p0 instanceof RList && rest.every((c) => stripMeta(c) instanceof RList)) {
+      // Multi-arity `([x] ...) ([x y] ...)`, or the seeds' `(fn (x) body)` list parameters.
+      const asArity = rest.every((c) => {
+        const l = stripMeta(c) as RList;
+        return List.isList(stripMeta(l.first()));
+      });
+      if (asArity) clauses = rest.map((c) => {
+        const l = stripMeta(c) as RList;
+        return { params: stripMeta(l.first()) as List<Value>, body: l.rest().toArray(), form: c };
+      });
+      else clauses = [{ params: List((p0 as RList).toArray()), body: rest.slice(1), form }];
+    } else this.fail('fn needs a parameter vector', rest[0], '(fn [x] body)');
+    this.emitFn(name, clauses, posOf(form));
+  }
+
+  /** Compiles a function and emits the CLOSURE instruction that makes it at run time. */
+  private emitFn(name: string | null, clauses: { params: List<Value>; body: Form[]; form: Form }[], pos: SourcePos | undefined): Proto {
+    const outer = this.fn;
+    const ctx = new FnCtx(outer, name);
+    this.fn = ctx;
+    const arities: Arity[] = [];
+    let variadicSeen = false;
+    for (const cl of clauses) {
+      const parsed = this.parseParams(cl.params, cl.form);
+      if (parsed.variadic) {
+        if (variadicSeen) this.fail('a function can have only one variadic arity', cl.form);
+        variadicSeen = true;
+      }
+      if (arities.some((a) => a.nparams === parsed.fixed.length && a.variadic === parsed.variadic)) {
+        this.fail(`two arities with ${parsed.fixed.length} parameters`, cl.form);
+      }
+      ctx.arity = new ArityBuilder(parsed.fixed.length, parsed.variadic);
+      const all = parsed.variadic ? [...parsed.fixed, parsed.rest!] : parsed.fixed;
+      const slots = all.map(() => this.newSlot());
+      this.ar.loop = { pc: 0, slots, tryDepth: 0 };
+      all.forEach((p, k) => this.bindPattern(p, slots[k]));
+      this.compileBody(cl.body, true);
+      this.emit(Op.RETURN);
+      arities.push(ctx.arity);
+    }
+    arities.sort((a, b) => (a.variadic ? 1 : 0) - (b.variadic ? 1 : 0) || a.nparams - b.nparams);
+    const proto = this.newProto(name, arities, pos);
+    this.fn = outer;
+    for (const src of ctx.free) this.emitLoad(src);
+    const spec: ClosureSpec = { proto, nfree: ctx.free.length };
+    this.emit(Op.CLOSURE, this.ar.constIndex(spec));
+    return proto;
+  }
+
+  private parseParams(params: List<Value>, form: Form): { fixed: Form[]; variadic: boolean; rest?: Form } {
+    const ps = params.toArray().map(stripMeta);
+    const amp = ps.findIndex((p) => p instanceof Sym && p.name === '&');
+    if (amp < 0) return { fixed: ps, variadic: false };
+    if (amp !== ps.length - 2) this.fail('`&` must be followed by exactly one parameter', form);
+    return { fixed: ps.slice(0, amp), variadic: true, rest: ps[amp + 1] };
+  }
+
+  // let / loop / recur ---------------------------------------------------------------------------
+
+  private bindingPairs(form: RList, args: Form[], what: string): [Form, Form][] {
+    const v = stripMeta(args[0] ?? null);
+    if (!List.isList(v)) this.fail(`${what} needs a binding vector`, form, `(${what} [name value ...] body)`);
+    const items = (v as List<Value>).toArray();
+    if (items.length % 2 !== 0) this.fail(`${what} bindings need an even number of forms (name value pairs); got ${items.length}`, v);
+    const pairs: [Form, Form][] = [];
+    for (let i = 0; i < items.length; i += 2) pairs.push([stripMeta(items[i]), items[i + 1]]);
+    return pairs;
+  }
+
+  private compileLet(form: RList, args: Form[], tail: boolean): void {
+    const pairs = this.bindingPairs(form, args, 'let');
+    this.pushBlock();
+    for (const [pat, expr] of pairs) {
+      this.compile(expr, false);
+      const slot = this.newSlot();
+      this.emit(Op.SETLOCAL, slot);
+      this.bindPattern(pat, slot);
+    }
+    this.compileBody(args.slice(1), tail);
+    this.popBlock();
+  }
+
+  private compileLoop(form: RList, args: Form[]): void {
+    const pairs = this.bindingPairs(form, args, 'loop');
+    this.pushBlock();
+    const slots: number[] = [];
+    for (const [, expr] of pairs) {
+      this.compile(expr, false);
+      const slot = this.newSlot();
+      this.emit(Op.SETLOCAL, slot);
+      slots.push(slot);
+    }
+    const saved = this.ar.loop;
+    this.ar.loop = { pc: this.here(), slots, tryDepth: this.ar.tryDepth };
+    this.pushBlock();
+    pairs.forEach(([pat], i) => this.bindPattern(pat, slots[i]));
+    // A loop body is in tail position for `recur` only; its value is not a tail call of the fn.
+    this.compileBody(args.slice(1), true);
+    this.popBlock();
+    this.ar.loop = saved;
+    this.popBlock();
+  }
+
+  private compileRecur(form: RList, args: Form[], tail: boolean): void {
+    const target = this.ar.loop;
+    if (!target) this.fail('recur outside of loop or fn', form);
+    if (!tail) this.fail('recur must be in tail position', form, 'recur can only be the last thing evaluated in its loop or fn');
+    if (this.ar.tryDepth !== target.tryDepth) this.fail('recur cannot cross a try', form);
+    if (args.length !== target.slots.length) this.fail(`recur needs ${target.slots.length} arguments, got ${args.length}`, form);
+    for (const a of args) this.compile(a, false);
+    for (let i = target.slots.length - 1; i >= 0; i--) this.emit(Op.SETLOCAL, target.slots[i]);
+    this.emit(Op.JUMP, target.pc);
+  }
+
+  private compileLetfn(form: RList, args: Form[], tail: boolean): void {
+    const specs = stripMeta(args[0] ?? null);
+    if (!List.isList(specs)) this.fail('letfn needs a vector of function specs', form, '(letfn [(f [x] ...) (g [y] ...)] body)');
+    const fns = (specs as List<Value>).toArray().map((s) => {
+      const l = stripMeta(s);
+      if (!(l instanceof RList) || !(l.first() instanceof Sym)) this.fail('letfn spec must be (name [params] body...)', s);
+      return { name: (l.first() as Sym).name, form: l };
+    });
+    this.pushBlock();
+    const slots = fns.map((f) => {
+      const slot = this.newSlot();
+      this.emit(Op.BOX);
+      this.emit(Op.SETLOCAL, slot);
+      this.bindName(f.name, slot, true);
+      return slot;
+    });
+    fns.forEach((f, i) => {
+      this.compileFn(f.form, f.form.rest().toArray());
+      this.emit(Op.BOXSET, slots[i]);
+    });
+    this.compileBody(args.slice(1), tail);
+    this.popBlock();
+  }
+
+  // Destructuring ---------------------------------------------------------------------------------
+
+  /** Binds `pat` to the value in `slot`, destructuring vectors and maps as in Clojure. */
+  private bindPattern(pat: Form, slot: number): void {
+    pat = stripMeta(pat);
+    if (pat instanceof Sym) {
+      if (pat.name.includes('/') && pat.name !== '/') this.fail(`cannot bind a qualified name \`${pat.name}\``, pat);
+      return this.bindName(pat.name, slot);
+    }
+    if (List.isList(pat)) return this.bindVectorPattern(pat as List<Value>, slot);
+    if (IMap.isMap(pat)) return this.bindMapPattern(pat as RMap, slot);
+    this.fail(`invalid binding form ${prStr(pat)}: expected a symbol, a vector or a map`, pat);
+  }
+
+  private coreCallToSlot(name: string, argEmitters: (() => void)[]): number {
+    const cell = this.host.findCell(name);
+    if (!cell) throw new Error(`core function ${name} missing`);
+    this.emit(Op.GLOBAL, this.ar.constIndex(cell));
+    for (const e of argEmitters) e();
+    this.emit(Op.CALL, argEmitters.length);
+    const s = this.newSlot();
+    this.emit(Op.SETLOCAL, s);
+    return s;
+  }
+
+  private bindVectorPattern(pat: List<Value>, slot: number): void {
+    const items = pat.toArray().map(stripMeta);
+    let i = 0;
+    let idx = 0;
+    while (i < items.length) {
+      const p = items[i];
+      if (p instanceof Sym && p.name === '&') {
+        const restPat = items[i + 1];
+        if (restPat === undefined) this.fail('`&` in a binding vector needs a name after it', pat);
+        const n = idx;
+        const s = this.coreCallToSlot('nthnext', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(n)]);
+        this.bindPattern(restPat, s);
+        i += 2;
+        continue;
+      }
+      if (p instanceof Keyword && p.name === 'as') {
+        const asName = items[i + 1];
+        if (!(asName instanceof Sym)) this.fail(':as in a binding vector needs a symbol', pat);
+        this.bindName(asName.name, slot);
+        i += 2;
+        continue;
+      }
+      const n = idx;
+      const s = this.coreCallToSlot('nth', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(n), () => this.emitConst(null)]);
+      this.bindPattern(p, s);
+      idx++;
+      i++;
+    }
+  }
+
+  private bindMapPattern(pat: RMap, slot: number): void {
+    const defaults = (pat.get(kw('or')) ?? EMPTY_MAP) as RMap;
+    if (!IMap.isMap(defaults)) this.fail(':or in a map binding needs a map of defaults', pat);
+    const getInto = (key: Value, name: Sym | Form): void => {
+      const d = name instanceof Sym ? defaults.find((_v, k) => k instanceof Sym && k.name === name.name) : undefined;
+      const s = this.coreCallToSlot('get', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(key), () => this.compile(d ?? null, false)]);
+      this.bindPattern(name, s);
+    };
+    pat.forEach((v, k) => {
+      if (k instanceof Keyword && (k.name === 'keys' || k.name === 'strs' || k.name === 'syms')) {
+        if (!List.isList(v)) this.fail(`:${k.name} needs a vector of names`, pat);
+        for (const n0 of (v as List<Value>).toArray()) {
+          const n = stripMeta(n0);
+          const name = n instanceof Sym ? n.name : n instanceof Keyword ? n.name : null;
+          if (name === null) this.fail(`:${k.name} entries must be symbols`, pat);
+          const local = name.includes('/') ? name.slice(name.lastIndexOf('/') + 1) : name;
+          const key: Value = k.name === 'keys' ? kw(name) : k.name === 'strs' ? name : new Sym(name);
+          getInto(key, new Sym(local, n instanceof Sym ? n.pos : posOf(pat)));
+        }
+        return;
+      }
+      if (k instanceof Keyword && k.name === 'as') {
+        if (!(v instanceof Sym)) this.fail(':as in a map binding needs a symbol', pat);
+        return this.bindName(v.name, slot);
+      }
+      if (k instanceof Keyword && k.name === 'or') return;
+      // `{name :key}` (Clojure order): the binding form is the map key.
+      getInto(v, k);
+    });
+  }
+
+  // try / throw -----------------------------------------------------------------------------------
+
+  private compileTry(form: RList, args: Form[]): void {
+    const body: Form[] = [];
+    const catches: { type: Form; binding: Sym; body: Form[]; form: Form }[] = [];
+    let finallyBody: Form[] | null = null;
+    for (const a of args) {
+      const l = stripMeta(a);
+      const h = l instanceof RList ? l.first() : null;
+      if (h instanceof Sym && h.name === 'catch') {
+        const parts = (l as RList).rest().toArray();
+        if (parts.length < 2 || !(stripMeta(parts[1]) instanceof Sym)) this.fail('catch needs a type and a name', a, '(catch :type e body) or (catch Exception e body)');
+        catches.push({ type: stripMeta(parts[0]), binding: stripMeta(parts[1]) as Sym, body: parts.slice(2), form: a });
+      } else if (h instanceof Sym && h.name === 'finally') {
+        if (finallyBody) this.fail('only one finally per try', a);
+        finallyBody = (l as RList).rest().toArray();
+      } else {
+        if (catches.length || finallyBody) this.fail('try body forms must come before catch and finally', a);
+        body.push(a);
+      }
+    }
+    const errSlot = this.newSlot();
+    this.ar.tryDepth++;
+    const toHandler = this.emitJump(Op.TRY);
+    this.compileBody(body, false);
+    this.emit(Op.ENDTRY);
+    this.ar.tryDepth--;
+    const toOk = this.emitJump(Op.JUMP);
+    this.patch(toHandler);
+    this.emit(Op.SETLOCAL, errSlot);
+    let toFinallyHandler = -1;
+    if (finallyBody) {
+      this.ar.tryDepth++;
+      toFinallyHandler = this.emitJump(Op.TRY);
+    }
+    const toCaught: number[] = [];
+    for (const c of catches) {
+      let toNext = -1;
+      if (!(c.type instanceof Sym)) {
+        if (!(c.type instanceof Keyword)) this.fail('catch type must be a keyword (error :type) or a class-like symbol', c.form);
+        this.emit(Op.LOCAL, errSlot);
+        this.emit(Op.ERRMATCH, this.ar.constIndex(c.type));
+        toNext = this.emitJump(Op.JUMPF);
+      }
+      this.pushBlock();
+      this.bindName(c.binding.name, errSlot);
+      this.compileBody(c.body, false);
+      this.popBlock();
+      toCaught.push(this.emitJump(Op.JUMP));
+      if (toNext >= 0) this.patch(toNext);
+    }
+    this.emit(Op.LOCAL, errSlot);
+    this.emit(Op.THROW);
+    for (const j of toCaught) this.patch(j);
+    if (finallyBody) {
+      this.emit(Op.ENDTRY);
+      this.ar.tryDepth--;
+      const toOk2 = this.emitJump(Op.JUMP);
+      // An error in a catch body: run finally, then re-raise.
+      this.patch(toFinallyHandler);
+      const err2 = this.newSlot();
+      this.emit(Op.SETLOCAL, err2);
+      this.compileBody(finallyBody, false);
+      this.emit(Op.POP);
+      this.emit(Op.LOCAL, err2);
+      this.emit(Op.THROW);
+      this.patch(toOk2);
+    }
+    this.patch(toOk);
+    if (finallyBody) {
+      this.compileBody(finallyBody, false);
+      this.emit(Op.POP);
+    }
+  }
+
+  private compileDefmacro(form: RList, args: Form[]): void {
+    const name = stripMeta(args[0] ?? null);
+    if (!(name instanceof Sym)) this.fail('defmacro needs a name', form, '(defmacro name [params] body)');
+    const fnForm = RList.from([new Sym('fn', name.pos), name, ...(args.slice(1).filter((a, i) => !(i === 0 && typeof a === 'string')) as Value[])]);
+    const closure = this.host.evalAtCompileTime(inheritPos(fnForm, form), this.file);
+    if (!(closure instanceof Closure)) this.fail('defmacro body did not produce a function', form);
+    this.host.defineMacro(name.name, closure);
+    this.emitConst(null);
+  }
+
+  // Host boundary ----------------------------------------------------------------------------------
+
+  private compileHostCall(form: RList, meta: RMap | null): void {
+    const args = form.rest().toArray();
+    if (args.length < 1) this.fail('call needs a capability id', form, '(call :capability.id args...)');
+    const cap = args[0];
+    if (cap instanceof Keyword) this.capabilities.push({ id: cap.name, pos: posOf(form) });
+    else if (typeof cap === 'string') this.capabilities.push({ id: cap, pos: posOf(form) });
+    else this.dynamicCapabilities = true;
+    this.compile(meta, false);
+    for (const a of args) this.compile(a, false);
+    this.emit(Op.HOST, args.length - 1);
+  }
+
+  private compileStep(form: RList, outerMeta: RMap | null): void {
+    const args = form.rest().toArray();
+    if (args.length < 1) this.fail('step needs a name', form, '(step "name" body)');
+    let meta: RMap | null = outerMeta;
+    let nameForm = args[0];
+    if (nameForm instanceof MetaForm) {
+      meta = meta ? meta.merge(nameForm.meta) : nameForm.meta;
+      nameForm = nameForm.form;
+    }
+    if (!(typeof nameForm === 'string' || nameForm instanceof Keyword || nameForm instanceof Sym)) {
+      this.fail('step name must be a string, keyword or symbol', args[0]);
+    }
+    let rest = args.slice(1);
+    let opts: Form = null;
+    if (rest.length > 1 && IMap.isMap(rest[0])) {
+      opts = rest[0];
+      rest = rest.slice(1);
+    }
+    // Metadata written before the body belongs to the step (as the seeds write it).
+    if (rest.length > 0 && rest[0] instanceof MetaForm) {
+      const m = rest[0] as MetaForm;
+      meta = meta ? meta.merge(m.meta) : m.meta;
+      rest = [m.form, ...rest.slice(1)];
+    }
+    const stepName = nameForm instanceof Keyword ? nameForm.name : nameForm instanceof Sym ? nameForm.name : nameForm;
+    this.emitConst(stepName);
+    this.compile(opts, false);
+    this.compile(meta, false);
+    this.emit(Op.STEP_ENTER);
+    this.ar.tryDepth++;
+    const toHandler = this.emitJump(Op.TRY);
+    this.compileBody(rest, false);
+    this.emit(Op.ENDTRY);
+    this.ar.tryDepth--;
+    this.emit(Op.STEP_EXIT);
+    const toEnd = this.emitJump(Op.JUMP);
+    this.patch(toHandler);
+    this.emit(Op.STEP_FAIL);
+    this.patch(toEnd);
+  }
+
+  private compileParallel(form: RList, args: Form[]): void {
+    if (args.length === 0) return this.emitConst(List());
+    for (const branch of args) this.emitFn(null, [{ params: List(), body: [branch], form: branch }], posOf(branch) ?? posOf(form));
+    this.emit(Op.FORK, args.length);
+  }
+
+  private compileWithCompensation(form: RList, args: Form[]): void {
+    if (args.length !== 2) this.fail('step.with-compensation takes a primary form and a compensation form', form, '(step.with-compensation (step "do" ...) (step "undo" ...))');
+    // The kernel runs the primary; the compensation is handed to the host as a function it may
+    // run later (sagas are the orchestrator's business).
+    this.compile(args[0], false);
+    const primary = this.newSlot();
+    this.emit(Op.SETLOCAL, primary);
+    this.emitConst(null);
+    this.emitConst(COMPENSATION_CAPABILITY);
+    this.emit(Op.LOCAL, primary);
+    this.emitFn(null, [{ params: List(), body: [args[1]], form: args[1] }], posOf(args[1]));
+    this.emit(Op.HOST, 2);
+    this.emit(Op.POP);
+    this.emit(Op.LOCAL, primary);
+  }
+
+  private compilePlan(form: RList, args: Form[], tail: boolean): void {
+    let meta: RMap = EMPTY_MAP;
+    const props: Form[] = [];
+    for (const a of args) {
+      if (a instanceof MetaForm) {
+        meta = meta.merge(a.meta);
+        props.push(a.form);
+      } else props.push(a);
+    }
+    // `(plan name? :key value ... )`: the name is an optional leading string or symbol.
+    let i = 0;
+    let name: Value = null;
+    if (typeof props[0] === 'string' || props[0] instanceof Sym) {
+      name = props[0] instanceof Sym ? props[0].name : props[0];
+      i = 1;
+    }
+    let program: Form | undefined;
+    const propMap: Form[] = [];
+    for (; i < props.length; i += 2) {
+      const k = props[i];
+      if (!(k instanceof Keyword)) this.fail('plan properties are :keyword value pairs', props[i] ?? form, '(plan ^{meta} :program body)');
+      if (i + 1 >= props.length) this.fail(`plan property :${k.name} has no value`, k);
+      if (k.name === 'program' || k.name === 'body') program = props[i + 1];
+      else propMap.push(k, props[i + 1]);
+    }
+    if (program === undefined) this.fail('plan needs a :program', form, '(plan ^{meta} :program body)');
+    let m = meta;
+    if (name !== null) m = m.set(kw('name'), name);
+    for (let k = 0; k < propMap.length; k += 2) m = m.set(propMap[k] as Value, propMap[k + 1] as Value);
+    this.compile(m, false);
+    this.emit(Op.PLAN_ENTER);
+    this.compile(program, false);
+    this.emit(Op.PLAN_EXIT);
+    void tail;
+  }
+
+  // match -------------------------------------------------------------------------------------------
+
+  private compileMatch(form: RList, args: Form[], tail: boolean): void {
+    if (args.length < 1) this.fail('match needs a value', form);
+    this.compile(args[0], false);
+    const subject = this.newSlot();
+    this.emit(Op.SETLOCAL, subject);
+    const clauses = args.slice(1);
+    const toEnd: number[] = [];
+    let i = 0;
+    while (i < clauses.length) {
+      const pat = stripMeta(clauses[i]);
+      let guard: Form | undefined;
+      let body: Form;
+      const maybeWhen = clauses[i + 1];
+      if (maybeWhen instanceof Sym && maybeWhen.name === 'when') {
+        guard = clauses[i + 2];
+        body = clauses[i + 3];
+        if (body === undefined) this.fail('match clause with `when` guard needs a body', clauses[i]);
+        i += 4;
+      } else {
+        body = clauses[i + 1];
+        if (body === undefined) this.fail('match clause has a pattern but no body', clauses[i]);
+        i += 2;
+      }
+      this.pushBlock();
+      const fails: number[] = [];
+      this.compilePattern(pat, subject, fails);
+      if (guard !== undefined) {
+        this.compile(guard, false);
+        fails.push(this.emitJump(Op.JUMPF));
+      }
+      this.compile(body, tail);
+      toEnd.push(this.emitJump(Op.JUMP));
+      this.popBlock();
+      for (const f of fails) this.patch(f);
+    }
+    const err = this.host.findCell('rtfs.core/match-error')!;
+    this.emit(Op.GLOBAL, this.ar.constIndex(err));
+    this.emit(Op.LOCAL, subject);
+    this.emit(Op.CALL, 1);
+    this.emit(Op.THROW);
+    for (const j of toEnd) this.patch(j);
+  }
+
+  private emitCoreTest(name: string, argEmitters: (() => void)[], fails: number[]): void {
+    const cell = this.host.findCell(name)!;
+    this.emit(Op.GLOBAL, this.ar.constIndex(cell));
+    for (const e of argEmitters) e();
+    this.emit(Op.CALL, argEmitters.length);
+    fails.push(this.emitJump(Op.JUMPF));
+  }
+
+  /** Emits tests of `pat` against the value in `slot`; failing tests jump to the `fails` list. */
+  private compilePattern(pat: Form, slot: number, fails: number[]): void {
+    pat = stripMeta(pat);
+    if (pat instanceof Sym) {
+      if (pat.name !== '_') this.bindName(pat.name, slot);
+      return;
+    }
+    if (List.isList(pat)) {
+      const items = (pat as List<Value>).toArray().map(stripMeta);
+      const amp = items.findIndex((p) => p instanceof Sym && p.name === '&');
+      const fixed = amp < 0 ? items : items.slice(0, amp);
+      this.emitCoreTest('rtfs.core/match-seq?', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(fixed.length), () => this.emitConst(amp >= 0)], fails);
+      fixed.forEach((p, k) => {
+        const s = this.coreCallToSlot('nth', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(k), () => this.emitConst(null)]);
+        this.compilePattern(p, s, fails);
+      });
+      if (amp >= 0) {
+        const restPat = items[amp + 1];
+        if (restPat === undefined) this.fail('`&` in a match pattern needs a name after it', pat);
+        const s = this.coreCallToSlot('rtfs.core/drop-vec', [() => this.emitConst(fixed.length), () => this.emit(Op.LOCAL, slot)]);
+        this.compilePattern(restPat, s, fails);
+      }
+      return;
+    }
+    if (IMap.isMap(pat)) {
+      this.emitCoreTest('map?', [() => this.emit(Op.LOCAL, slot)], fails);
+      (pat as RMap).forEach((v, k) => {
+        if (k instanceof Sym && k.name === '&') return;
+        this.emitCoreTest('contains?', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(k)], fails);
+        const s = this.coreCallToSlot('get', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(k)]);
+        this.compilePattern(v, s, fails);
+      });
+      return;
+    }
+    if (pat instanceof RList) {
+      const h = pat.first();
+      if (h instanceof Keyword && h.name === 'as') {
+        const [name, sub] = pat.rest().toArray();
+        if (!(name instanceof Sym)) this.fail('(:as name pattern) needs a symbol', pat);
+        this.bindName(name.name, slot);
+        return this.compilePattern(sub ?? new Sym('_'), slot, fails);
+      }
+      if (h instanceof Sym && h.name === 'quote') {
+        this.emitCoreTest('=', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(pat.rest().first())], fails);
+        return;
+      }
+      this.fail(`unsupported match pattern ${prStr(pat)}`, pat);
+    }
+    // Literal.
+    this.emitCoreTest('=', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(pat)], fails);
+  }
+}
+
+/** Removes a reader metadata wrapper. */
+export function stripMeta(f: Form): Value {
+  return f instanceof MetaForm ? stripMeta(f.form) : f;
+}
+
+/** Gives a macro expansion the position of the form it replaces, where it has none. */
+function inheritPos(out: Form, from: Form): Form {
+  if (typeof out === 'object' && out !== null && !(out instanceof Sym) && !(out instanceof Keyword) && posOf(out) === undefined) {
+    const p = posOf(from);
+    if (p) formPos.set(out, p);
+  }
+  return out;
+}

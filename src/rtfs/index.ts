@@ -1,0 +1,91 @@
+/**
+ * The public API of the RTFS kernel.
+ *
+ * Owns: the explicit export list, and `evaluate`/`runProgram`, the synchronous drivers used by the
+ * CLI, tests and embedders that answer host calls in-process.
+ * Must never: import `node:*` or perform effects itself (effects come from the caller's host).
+ */
+import { COMPENSATION_CAPABILITY } from './compiler.js';
+import { errorValueToRtfsError, type HostRequest, type Machine, type Outcome, type Resolution } from './machine.js';
+import { createRuntime, type Runtime } from './runtime.js';
+import { restoreMachine, saveMachine } from './serialize.js';
+import { ErrorValue, RtfsError, type Value } from './values.js';
+
+export { readAll, readOne, MetaForm, posOf, type Form } from './reader.js';
+export { prStr, strOf } from './printer.js';
+export { createRuntime, Runtime, type LoadedUnit } from './runtime.js';
+export { Machine, type HostRequest, type Outcome, type Resolution, type Scope } from './machine.js';
+export { saveMachine, restoreMachine, valueToJson, STATE_FORMAT, type MachineState } from './serialize.js';
+export { formatDiagnostic } from './diagnostics.js';
+export { COMPENSATION_CAPABILITY, SPECIAL_FORM_NAMES } from './compiler.js';
+export * from './values.js';
+
+/** Answers a capability call in-process: return its value or throw to fail the call. */
+export type CallHandler = (capability: string, args: Value[], request: HostRequest & { kind: 'call' }) => Value;
+
+export interface EvaluateOptions {
+  /** File name used in diagnostics. */
+  file?: string;
+  /** Answers `(call ...)`; without one, every call fails with a clear error. */
+  onCall?: CallHandler;
+  /** Fuel budget (function calls + loop iterations). Default: unbounded. */
+  fuel?: number;
+  /** Serialize the machine to JSON at every suspension and resume from it in a fresh runtime. */
+  roundtrip?: boolean;
+  /** Reuse a runtime (globals and macros persist between calls, as in a REPL). */
+  runtime?: Runtime;
+  /** Observes every suspension (tests and `--trace`). */
+  onSuspend?: (requests: HostRequest[]) => void;
+}
+
+/** The answer the in-process driver gives a request. */
+function answer(req: HostRequest, onCall: CallHandler | undefined): Resolution {
+  switch (req.kind) {
+    case 'step-start':
+      return { value: null };
+    case 'step-end':
+      return req.outcome.ok ? { value: req.outcome.value } : { error: req.outcome.error };
+    case 'call':
+      if (req.capability === COMPENSATION_CAPABILITY) return { value: null };
+      if (!onCall) {
+        return { error: new RtfsError('host', `no host to run capability ${req.capability}`, req.pos, undefined, 'pass --host FILE with a map of mock capabilities, or run the plan with ccos') };
+      }
+      try {
+        return { value: onCall(req.capability, req.args, req) };
+      } catch (e) {
+        if (e instanceof ErrorValue || e instanceof RtfsError) return { error: e };
+        return { error: new RtfsError('host', `capability ${req.capability} failed: ${e instanceof Error ? e.message : String(e)}`, req.pos) };
+      }
+  }
+}
+
+/**
+ * Drives a machine to completion with an in-process host. Returns the final value, or throws an
+ * `RtfsError` (uncaught RTFS error, fuel exhausted).
+ */
+export function drive(runtime: Runtime, machine: Machine, opts: EvaluateOptions = {}): Value {
+  let rt = runtime;
+  let m = machine;
+  for (;;) {
+    const out: Outcome = m.run();
+    if (out.status === 'complete') return out.value;
+    if (out.status === 'error') throw errorValueToRtfsError(out.error);
+    if (out.status === 'out-of-fuel') throw new RtfsError('fuel-exhausted', `ran out of fuel after ${opts.fuel} steps`, undefined, undefined, 'look for a runaway loop or recursion, or raise the fuel limit');
+    opts.onSuspend?.(out.requests);
+    if (opts.roundtrip) {
+      const json = JSON.stringify(saveMachine(rt, m));
+      ({ runtime: rt, machine: m } = restoreMachine(JSON.parse(json)));
+    }
+    m.resume(out.requests.map((r) => ({ id: r.id, resolution: answer(r, opts.onCall) })));
+  }
+}
+
+/** Reads, compiles and runs `source`; returns the value of its last form. */
+export function evaluate(source: string, opts: EvaluateOptions = {}): Value {
+  const rt = opts.runtime ?? createRuntime();
+  const unit = rt.load(source, opts.file ?? '<input>');
+  const m = rt.machine();
+  if (opts.fuel !== undefined) m.fuel = opts.fuel;
+  m.start(unit.main);
+  return drive(rt, m, opts);
+}

@@ -1,0 +1,66 @@
+/**
+ * Builtins the compiler and machine rely on: `apply` (run by the machine itself) and the helpers
+ * that `match` and the original's `step-if` / `step-loop` expand into.
+ *
+ * Owns: functions with a name in `rtfs.core/` that user code does not normally call.
+ * Must never: call back into RTFS code or perform I/O.
+ */
+import { prStr } from '../printer.js';
+import { ErrorValue, IMap, ISet, List, RList, RtfsError, kw, EMPTY_MAP, type Builtin, type RMap, type Value } from '../values.js';
+import { defineBuiltin } from './define.js';
+
+const apply: Builtin = {
+  kind: 'builtin',
+  name: 'apply',
+  minArity: 2,
+  maxArity: Infinity,
+  special: 'apply',
+  fn: () => {
+    throw new RtfsError('internal', 'apply is run by the machine');
+  },
+  doc: '(apply f a b [c d]) calls f with a, b, c and d.',
+};
+
+function count(v: Value): number {
+  if (v instanceof RList) return v.count;
+  return (v as List<Value>).size;
+}
+
+/** Kernel builtins, registered with the natives. */
+export const KERNEL_BUILTINS: Builtin[] = [
+  apply,
+  defineBuiltin(
+    'rtfs.core/match-error',
+    1,
+    1,
+    ([v]) => new ErrorValue(`no match clause matches ${prStr(v).slice(0, 200)}`, EMPTY_MAP.set(kw('value'), v).set(kw('code'), kw('match')), kw('match')),
+    'Builds the error `match` raises when no clause matches.',
+  ),
+  defineBuiltin(
+    'rtfs.core/match-seq?',
+    3,
+    3,
+    ([v, n, open]) => (v instanceof RList || List.isList(v)) && (open ? count(v) >= (n as number) : count(v) === n),
+    'Is v a sequence of exactly n items (at least n when open)?',
+  ),
+  defineBuiltin(
+    'rtfs.core/drop-vec',
+    2,
+    2,
+    ([n, v]) => List((v instanceof RList ? v.toArray() : (v as List<Value>).toArray()).slice(n as number)),
+    'The items of v after the first n, as a vector.',
+  ),
+  defineBuiltin(
+    'rtfs.core/broad-truthy?',
+    1,
+    1,
+    ([v]) => {
+      if (v === null || v === false || v === 0 || v === '') return false;
+      if (List.isList(v) || ISet.isSet(v)) return (v as List<Value>).size > 0;
+      if (IMap.isMap(v)) return (v as RMap).size > 0;
+      if (v instanceof RList) return v.count > 0;
+      return true;
+    },
+    "The original's step-if falsiness: nil, false, 0, \"\" and empty collections are false.",
+  ),
+];
