@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { CallHandler, HostRequest, RtfsError as RtfsErrorT, Value } from '../rtfs/index.js';
+import type { Builtin, CallHandler, HostRequest, RtfsError as RtfsErrorT, Value } from '../rtfs/index.js';
 
 type Kernel = typeof import('../rtfs/index.js');
 
@@ -108,7 +108,12 @@ function usageFail(e: UsageError): number {
   return 2;
 }
 
-function parse(command: string, args: string[], options: ParseArgsConfig['options']) {
+interface Parsed {
+  values: { [name: string]: string | boolean | undefined };
+  positionals: string[];
+}
+
+function parse(command: string, args: string[], options: ParseArgsConfig['options']): Parsed {
   try {
     return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
   } catch (e) {
@@ -174,7 +179,7 @@ function errorJson(kernel: Kernel, e: unknown): object {
 // --host: mock capabilities written in RTFS
 
 /** Loads a host file and returns a call handler answering from its map of capability functions. */
-export function loadHost(kernel: Kernel, path: string, sources: Sources, fuel: number): CallHandler {
+function loadHost(kernel: Kernel, path: string, sources: Sources, fuel: number): CallHandler {
   const text = readSource(kernel, path);
   sources.set(path, text);
   const rt = kernel.createRuntime();
@@ -182,7 +187,7 @@ export function loadHost(kernel: Kernel, path: string, sources: Sources, fuel: n
   const value = rt.runToCompletion(unit.main, [], fuel);
   const hint = 'the last form of a --host file must be a map like {"svc.get" (fn [& args] ...)}';
   if (!kernel.isMap(value)) {
-    throw new kernel.RtfsError('host', `--host file ${path} must end with a map of capability ids to functions, but its last value is a ${kernel.typeName(value)}`, undefined, undefined, hint);
+    throw new kernel.RtfsError('host', `--host file ${path} must end with a map of capability ids to functions, but its last value is ${kernel.prStr(value).slice(0, 60)} (${kernel.typeName(value)})`, undefined, undefined, hint);
   }
   const caps = new Map<string, Value>();
   for (const [k, v] of value) {
@@ -191,7 +196,7 @@ export function loadHost(kernel: Kernel, path: string, sources: Sources, fuel: n
       throw new kernel.RtfsError('host', `--host file ${path}: capability ids must be strings or keywords, found ${kernel.prStr(k)}`, undefined, undefined, hint);
     }
     if (!kernel.isFn(v)) {
-      throw new kernel.RtfsError('host', `--host file ${path}: capability ${id} must be a function, found a ${kernel.typeName(v)}`, undefined, undefined, hint);
+      throw new kernel.RtfsError('host', `--host file ${path}: capability ${id} must be a function, found ${kernel.prStr(v)} (${kernel.typeName(v)})`, undefined, undefined, hint);
     }
     caps.set(id, v);
   }
@@ -199,9 +204,14 @@ export function loadHost(kernel: Kernel, path: string, sources: Sources, fuel: n
     const fn = caps.get(cap);
     if (fn === undefined) {
       const known = [...caps.keys()].sort().join(', ') || 'none';
-      throw new kernel.RtfsError('host', `unknown capability ${cap} in --host file ${path}`, req.pos, undefined, `capabilities in ${path}: ${known}`);
+      throw new kernel.RtfsError('host', `unknown capability ${cap} in --host file ${path} (it defines: ${known})`, req.pos, undefined, `add ${JSON.stringify(cap)} to the map in ${path}`);
     }
-    return rt.runToCompletion(fn as InstanceType<Kernel['Closure']>, args, fuel);
+    if (fn instanceof kernel.Closure) return rt.runToCompletion(fn, args, fuel);
+    const b = fn as Builtin;
+    if (b.special || args.length < b.minArity || args.length > b.maxArity) {
+      throw new kernel.RtfsError('host', `capability ${cap}: cannot call core function ${b.name} with ${args.length} argument(s) directly`, req.pos, undefined, 'wrap it in (fn [& args] ...)');
+    }
+    return b.fn(args);
   };
 }
 
@@ -210,7 +220,7 @@ function traceRequests(kernel: Kernel, requests: HostRequest[]): void {
     const where = r.pos ? ` at ${r.pos.file}:${r.pos.line}:${r.pos.col}` : '';
     const path = r.stepPath.length > 0 ? ` step: ${r.stepPath.join(' > ')}` : '';
     let what: string;
-    if (r.kind === 'call') what = `call ${r.capability} args: ${kernel.prStr(r.args as unknown as Value)}`;
+    if (r.kind === 'call') what = `call ${r.capability} args: ${kernel.prStr(kernel.List<Value>(r.args))}`;
     else if (r.kind === 'step-start') what = `step-start ${JSON.stringify(r.name)}`;
     else what = `step-end ${JSON.stringify(r.name)} ${r.outcome.ok ? `ok: ${kernel.prStr(r.outcome.value)}` : `error: ${r.outcome.error.message}`}`;
     process.stderr.write(`[trace] ${what}${path}${where}\n`);
@@ -221,7 +231,7 @@ function traceRequests(kernel: Kernel, requests: HostRequest[]): void {
 // Commands
 
 async function cmdEval(args: string[]): Promise<number> {
-  const { values, positionals } = parse('eval', args, {
+  const parsed = parse('eval', args, {
     expr: { type: 'string', short: 'e' },
     host: { type: 'string' },
     fuel: { type: 'string' },
@@ -229,6 +239,8 @@ async function cmdEval(args: string[]): Promise<number> {
     json: { type: 'boolean' },
     trace: { type: 'boolean' },
   });
+  const positionals = parsed.positionals;
+  const values = parsed.values as { expr?: string; host?: string; fuel?: string; roundtrip?: boolean; json?: boolean; trace?: boolean; help?: boolean };
   if (values.help) {
     process.stdout.write(`${EVAL_HELP}\n`);
     return 0;
@@ -306,7 +318,9 @@ async function cmdCheck(args: string[]): Promise<number> {
 }
 
 async function cmdRepl(args: string[]): Promise<number> {
-  const { values, positionals } = parse('repl', args, { host: { type: 'string' }, fuel: { type: 'string' } });
+  const parsed = parse('repl', args, { host: { type: 'string' }, fuel: { type: 'string' } });
+  const positionals = parsed.positionals;
+  const values = parsed.values as { host?: string; fuel?: string; help?: boolean };
   if (values.help) {
     process.stdout.write(`${REPL_HELP}\n`);
     return 0;

@@ -9,6 +9,7 @@
 import { Op, Proto, type Arity, type Cell, type ClosureSpec } from './code.js';
 import { MetaForm, formPos, posOf, type Form } from './reader.js';
 import { prStr } from './printer.js';
+import { parseType } from './types.js';
 import {
   Closure,
   EMPTY_MAP,
@@ -44,6 +45,14 @@ export interface CompileHost {
 /** A macro written in TypeScript: receives the whole form and the compiler (for gensyms). */
 export type MacroFn = (form: RList, c: Compiler) => Form;
 
+/** A parameter or binding with its optional type annotation (a type form). */
+interface Param {
+  pat: Form;
+  type: Value | null;
+  /** For a variadic rest parameter: the type applies to each element. */
+  variadicElements: boolean;
+}
+
 interface Binding {
   slot: number;
   boxed: boolean;
@@ -69,6 +78,8 @@ class ArityBuilder implements Arity {
   blocks: Map<string, Binding>[] = [new Map()];
   loop: LoopTarget | null = null;
   tryDepth = 0;
+  /** Set when the arity checks its return type: calls in tail position must come back. */
+  noTailCalls = false;
   constructor(
     readonly nparams: number,
     readonly variadic: boolean,
@@ -411,7 +422,7 @@ export class Compiler {
       this.compile(x, false);
       n++;
     }
-    this.emit(tail && this.ar.tryDepth === 0 ? Op.TAILCALL : Op.CALL, n - 1);
+    this.emit(tail && this.ar.tryDepth === 0 && !this.ar.noTailCalls ? Op.TAILCALL : Op.CALL, n - 1);
   }
 
   private compileBody(forms: Iterable<Form>, tail: boolean): void {
@@ -550,8 +561,21 @@ export class Compiler {
       const all = parsed.variadic ? [...parsed.fixed, parsed.rest!] : parsed.fixed;
       const slots = all.map(() => this.newSlot());
       this.ar.loop = { pc: 0, slots, tryDepth: 0 };
-      all.forEach((p, k) => this.bindPattern(p, slots[k]));
-      this.compileBody(cl.body, true);
+      all.forEach((p, k) => {
+        this.bindPattern(p.pat, slots[k]);
+        if (p.type !== null) this.emitTypeCheck(slots[k], p.type, `argument ${prStr(p.pat)} of ${name ?? 'fn'}`, p.variadicElements);
+      });
+      const { returnType, body } = this.splitReturnType(cl.body);
+      if (returnType === null) {
+        this.compileBody(body, true);
+      } else {
+        this.ar.noTailCalls = true;
+        this.compileBody(body, true);
+        const r = this.newSlot();
+        this.emit(Op.SETLOCAL, r);
+        this.emitTypeCheck(r, returnType, `return value of ${name ?? 'fn'}`, false);
+        this.emit(Op.LOCAL, r);
+      }
       this.emit(Op.RETURN);
       arities.push(ctx.arity);
     }
@@ -564,33 +588,118 @@ export class Compiler {
     return proto;
   }
 
-  private parseParams(params: List<Value>, form: Form): { fixed: Form[]; variadic: boolean; rest?: Form } {
-    const ps = params.toArray().map(stripMeta);
-    const amp = ps.findIndex((p) => p instanceof Sym && p.name === '&');
+  /**
+   * Parses a parameter vector, with the original's optional type annotations: `x : T`, `x :int`
+   * (a keyword after a parameter) and `x:int` (one token).
+   */
+  private parseParams(params: List<Value>, form: Form): { fixed: Param[]; variadic: boolean; rest?: Param } {
+    const ps = this.annotated(params.toArray().map(stripMeta), true, form);
+    const amp = ps.findIndex((p) => p.pat instanceof Sym && p.pat.name === '&');
     if (amp < 0) return { fixed: ps, variadic: false };
     if (amp !== ps.length - 2) this.fail('`&` must be followed by exactly one parameter', form);
-    return { fixed: ps.slice(0, amp), variadic: true, rest: ps[amp + 1] };
+    return { fixed: ps.slice(0, amp), variadic: true, rest: { ...ps[amp + 1], variadicElements: true } };
+  }
+
+  /** Pairs binding forms with their type annotations. `keywordTypes`: a bare keyword annotates. */
+  private annotated(items: Form[], keywordTypes: boolean, form: Form): Param[] {
+    const out: Param[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i];
+      const last = out[out.length - 1];
+      const canAnnotate = last !== undefined && last.type === null && !(last.pat instanceof Sym && last.pat.name === '&');
+      if (it instanceof Sym && it.name === ':') {
+        if (!canAnnotate || i + 1 >= items.length) this.fail('`:` must sit between a name and its type', form, '[x : Int]');
+        last.type = this.checkedType(items[++i]);
+        continue;
+      }
+      if (keywordTypes && it instanceof Keyword && canAnnotate) {
+        last.type = this.checkedType(it);
+        continue;
+      }
+      const colon = it instanceof Sym ? it.name.indexOf(':') : -1;
+      if (it instanceof Sym && colon > 0 && !it.name.includes('/')) {
+        out.push({ pat: new Sym(it.name.slice(0, colon), it.pos), type: this.checkedType(kw(it.name.slice(colon + 1))), variadicElements: false });
+        continue;
+      }
+      out.push({ pat: it, type: null, variadicElements: false });
+    }
+    return out;
+  }
+
+  /** Validates a type form at compile time so that a malformed type is a positioned error. */
+  private checkedType(t: Form): Value {
+    const form = stripMeta(t);
+    try {
+      parseType(form);
+    } catch (e) {
+      this.fail(`invalid type ${prStr(form)}: ${e instanceof Error ? e.message : String(e)}`, t);
+    }
+    return form;
+  }
+
+  /** A keyword or `: T` right after the parameter vector is a return type (when a body follows). */
+  private splitReturnType(body: Form[]): { returnType: Value | null; body: Form[] } {
+    const first = body[0];
+    if (first instanceof Sym && first.name === ':' && body.length >= 3) return { returnType: this.checkedType(body[1]), body: body.slice(2) };
+    if (first instanceof Keyword && body.length >= 2) {
+      try {
+        parseType(first);
+        return { returnType: first, body: body.slice(1) };
+      } catch {
+        // Not a type name: an ordinary keyword expression.
+      }
+    }
+    return { returnType: null, body };
+  }
+
+  private emitTypeCheck(slot: number, type: Value, what: string, elements: boolean): void {
+    const cell = this.host.findCell('rtfs.core/check-type')!;
+    this.emit(Op.GLOBAL, this.ar.constIndex(cell));
+    this.emit(Op.LOCAL, slot);
+    this.emitConst(type);
+    this.emitConst(what);
+    this.emitConst(elements);
+    this.emit(Op.CALL, 4);
+    this.emit(Op.POP);
   }
 
   // let / loop / recur ---------------------------------------------------------------------------
 
-  private bindingPairs(form: RList, args: Form[], what: string): [Form, Form][] {
+  private bindingPairs(form: RList, args: Form[], what: string): [Form, Form, Value | null][] {
     const v = stripMeta(args[0] ?? null);
     if (!List.isList(v)) this.fail(`${what} needs a binding vector`, form, `(${what} [name value ...] body)`);
-    const items = (v as List<Value>).toArray();
+    const raw = (v as List<Value>).toArray();
+    // Bindings may carry the original's type annotations: `x : Int 5`, `x:int 5`.
+    const items: Form[] = [];
+    const types: (Value | null)[] = [];
+    for (let i = 0; i < raw.length; i++) {
+      const it = raw[i];
+      if (items.length % 2 === 1 && it instanceof Sym && it.name === ':') {
+        types[items.length - 1] = this.checkedType(raw[++i]);
+        continue;
+      }
+      const colon = it instanceof Sym ? it.name.indexOf(':') : -1;
+      if (items.length % 2 === 0 && it instanceof Sym && colon > 0 && !it.name.includes('/')) {
+        types[items.length] = this.checkedType(kw(it.name.slice(colon + 1)));
+        items.push(new Sym(it.name.slice(0, colon), it.pos));
+        continue;
+      }
+      items.push(it);
+    }
     if (items.length % 2 !== 0) this.fail(`${what} bindings need an even number of forms (name value pairs); got ${items.length}`, v);
-    const pairs: [Form, Form][] = [];
-    for (let i = 0; i < items.length; i += 2) pairs.push([stripMeta(items[i]), items[i + 1]]);
+    const pairs: [Form, Form, Value | null][] = [];
+    for (let i = 0; i < items.length; i += 2) pairs.push([stripMeta(items[i]), items[i + 1], types[i] ?? null]);
     return pairs;
   }
 
   private compileLet(form: RList, args: Form[], tail: boolean): void {
     const pairs = this.bindingPairs(form, args, 'let');
     this.pushBlock();
-    for (const [pat, expr] of pairs) {
-      this.compile(expr, false);
+    for (const [pat, expr, type] of pairs) {
+      this.compile(pat instanceof Sym ? nameAnonymousFn(expr, pat) : expr, false);
       const slot = this.newSlot();
       this.emit(Op.SETLOCAL, slot);
+      if (type !== null) this.emitTypeCheck(slot, type, `binding ${prStr(pat)}`, false);
       this.bindPattern(pat, slot);
     }
     this.compileBody(args.slice(1), tail);
@@ -601,8 +710,8 @@ export class Compiler {
     const pairs = this.bindingPairs(form, args, 'loop');
     this.pushBlock();
     const slots: number[] = [];
-    for (const [, expr] of pairs) {
-      this.compile(expr, false);
+    for (const [pat, expr] of pairs) {
+      this.compile(pat instanceof Sym ? nameAnonymousFn(expr, pat) : expr, false);
       const slot = this.newSlot();
       this.emit(Op.SETLOCAL, slot);
       slots.push(slot);
@@ -734,6 +843,8 @@ export class Compiler {
         return this.bindName(v.name, slot);
       }
       if (k instanceof Keyword && k.name === 'or') return;
+      // `{:key name}` (the original's key-first order) as well as `{name :key}` (Clojure's).
+      if (!(k instanceof Sym) && !List.isList(k) && !IMap.isMap(k) && v instanceof Sym) return getInto(k, v);
       // `{name :key}` (Clojure order): the binding form is the map key.
       getInto(v, k);
     });
@@ -1041,6 +1152,22 @@ export class Compiler {
     // Literal.
     this.emitCoreTest('=', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(pat)], fails);
   }
+}
+
+/**
+ * `(let [f (fn [n] ... (f ...))] ...)`: an anonymous fn bound to a name gets that name, so it can
+ * call itself (the original evaluated such lets in "letrec mode").
+ */
+function nameAnonymousFn(expr: Form, name: Sym): Form {
+  if (!(expr instanceof RList) || expr.count < 2) return expr;
+  const h = expr.first();
+  if (!(h instanceof Sym) || !['fn', 'fn*', 'λ'].includes(h.name)) return expr;
+  const second = stripMeta(expr.rest().first());
+  if (second instanceof Sym) return expr;
+  const named = expr.rest().cons(name).cons(h);
+  const p = posOf(expr);
+  if (p) formPos.set(named, p);
+  return named;
 }
 
 /** Removes a reader metadata wrapper. */

@@ -403,6 +403,7 @@ class Reader {
     }
     if (c0 === ':') {
       let name = tok.slice(1);
+      if (name === '') return new Sym(':', start); // a lone colon: the type-annotation marker `x : T`
       if (name.startsWith(':')) name = name.slice(1); // `::k` reads as `:k` (no namespaces to resolve)
       if (name === '' || name.endsWith('/') && name.length > 1 && !name.endsWith('//')) this.fail(`invalid keyword \`${tok}\``, start);
       return Keyword.of(name);

@@ -7,7 +7,25 @@
  */
 import { prStr } from '../printer.js';
 import { ErrorValue, IMap, ISet, List, RList, RtfsError, kw, EMPTY_MAP, type Builtin, type RMap, type Value } from '../values.js';
+import { formatTypeErrors, parseType, validate, type TypeExpr } from '../types.js';
 import { defineBuiltin } from './define.js';
+
+/** Parsed type forms, by form identity (forms are constants of compiled code). */
+const typeCache = new Map<Value, TypeExpr>();
+
+function checkType(v: Value, typeForm: Value, what: Value, elements: Value): Value {
+  let t = typeCache.get(typeForm);
+  if (!t) {
+    t = parseType(typeForm);
+    typeCache.set(typeForm, t);
+  }
+  const items = elements ? (v === null ? [] : v instanceof RList ? v.toArray() : [v]) : [v];
+  for (const item of items) {
+    const errors = validate(t, item);
+    if (errors.length > 0) throw new RtfsError('type', `${String(what)}: ${formatTypeErrors(errors)}`);
+  }
+  return null;
+}
 
 const apply: Builtin = {
   kind: 'builtin',
@@ -29,6 +47,7 @@ function count(v: Value): number {
 /** Kernel builtins, registered with the natives. */
 export const KERNEL_BUILTINS: Builtin[] = [
   apply,
+  defineBuiltin('rtfs.core/check-type', 4, 4, ([v, t, what, elements]) => checkType(v, t, what, elements), 'Raises a type error when a value does not match an annotated type.'),
   defineBuiltin(
     'rtfs.core/match-error',
     1,

@@ -22,6 +22,21 @@ export function makeError(message: string, data: RMap): ErrorValue {
   return new ErrorValue(message, data, t instanceof Keyword ? t : kw('error'));
 }
 
+function getMessage(name: string): Builtin {
+  return defineBuiltin(
+    name,
+    1,
+    1,
+    (a): Value => {
+      const v = a[0];
+      if (v instanceof ErrorValue) return v.message;
+      if (v === null) return null;
+      return typeError(name, 'an error value', v, 0);
+    },
+    `(${name} e): the message of an error value (an original RTFS name of ex-message)`,
+  );
+}
+
 export const miscBuiltins: Builtin[] = [
   defineBuiltin(
     'ex-info',
@@ -39,18 +54,8 @@ export const miscBuiltins: Builtin[] = [
   ),
   defineBuiltin('ex-message', 1, 1, (a) => (a[0] instanceof ErrorValue ? a[0].message : null), '(ex-message e): the message of an error value, or nil for anything else'),
   defineBuiltin('ex-data', 1, 1, (a) => (a[0] instanceof ErrorValue ? a[0].data : null), '(ex-data e): the data map of an error value, or nil for anything else'),
-  defineBuiltin(
-    'getMessage',
-    1,
-    1,
-    (a): Value => {
-      const v = a[0];
-      if (v instanceof ErrorValue) return v.message;
-      if (v === null) return null;
-      return typeError('getMessage', 'an error value', v, 0);
-    },
-    '(getMessage e): the message of an error value (the original RTFS name of ex-message)',
-  ),
+  getMessage('getMessage'),
+  getMessage('.getMessage'),
   defineBuiltin(
     'Exception.',
     1,

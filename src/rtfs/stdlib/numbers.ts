@@ -191,17 +191,23 @@ function parseFloatText(s: string): RFloat | null {
   return new RFloat(Number(t));
 }
 
-function parser(fname: string, p: (s: string) => Value, what: string): Builtin {
+/**
+ * A parser of numbers from strings. `fromNumber`, for the original RTFS names `parse-int` and
+ * `parse-float`, also converts a number argument (the original accepted them); Clojure's
+ * `parse-long` and `parse-double` take strings only.
+ */
+function parser(fname: string, p: (s: string) => Value, what: string, fromNumber?: (n: Num) => Value): Builtin {
   return defineBuiltin(
     fname,
     1,
     1,
     (args) => {
       const s = args[0];
-      if (typeof s !== 'string') return typeError(fname, 'a string', s, 0);
+      if (fromNumber && isNumber(s)) return fromNumber(s);
+      if (typeof s !== 'string') return typeError(fname, fromNumber ? 'a string or a number' : 'a string', s, 0);
       return p(s);
     },
-    `(${fname} s): parses ${what} from the string s (whitespace trimmed), or nil if it is not one`,
+    `(${fname} s): parses ${what} from the string s (whitespace trimmed), or nil if it is not one${fromNumber ? '; a number is converted' : ''}`,
   );
 }
 
@@ -311,10 +317,10 @@ export const numbersBuiltins: Builtin[] = [
   defineBuiltin('float', 1, 1, (a) => toFloat('float', a[0]), '(float x): x as a float (numeric strings parse)'),
   defineBuiltin('double', 1, 1, (a) => toFloat('double', a[0]), '(double x): x as a float (same as float)'),
   defineBuiltin('num', 1, 1, (a) => num('num', a[0], 0), '(num x): x itself if it is a number, else a type error'),
-  parser('parse-int', parseIntText, 'an integer'),
+  parser('parse-int', parseIntText, 'an integer', (n) => (n instanceof RFloat ? floatToInt('parse-int', n.v) : n)),
   parser('parse-long', parseIntText, 'an integer'),
   parser('parse-double', parseFloatText, 'a float'),
-  parser('parse-float', parseFloatText, 'a float'),
+  parser('parse-float', parseFloatText, 'a float', (n) => (n instanceof RFloat ? n : new RFloat(Number(n)))),
   defineBuiltin(
     'sqrt',
     1,

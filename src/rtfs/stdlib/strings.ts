@@ -129,7 +129,8 @@ function format(fmt: string, args: Value[]): string {
       case 'n':
         return '\n';
       case 's': {
-        out = strOf(next(d));
+        const x = next(d);
+        out = x === null ? 'nil' : strOf(x);
         if (prec !== undefined) out = out.slice(0, Number(prec));
         break;
       }
