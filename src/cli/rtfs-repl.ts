@@ -41,7 +41,7 @@ Definitions persist between inputs. Examples:
   (map inc xs)
   (defn square [x] (* x x))
   (let [{:keys [a b]} {:a 1 :b 2}] (+ a b))
-  (try (/ 1 0) (catch :error/arithmetic e (str "caught: " (ex-message e))))`;
+  (try (/ 1 0) (catch :arithmetic e (str "caught: " (ex-message e))))`;
 
 /**
  * Whether `text` needs more lines: an open bracket, string or block comment. Counts brackets
@@ -178,7 +178,10 @@ export function runRepl(opts: ReplOptions): Promise<number> {
   };
 
   return new Promise<number>((resolve) => {
+    let quit = false;
     rl.on('line', (line) => {
+      // Lines already read from a pipe still arrive after :quit closed the interface.
+      if (quit) return;
       if (interactive && line.trim() !== '') {
         try {
           appendFileSync(histPath, `${line}\n`);
@@ -189,6 +192,7 @@ export function runRepl(opts: ReplOptions): Promise<number> {
       if (buffer === '' && line.trim().startsWith(':')) {
         const r = command(line);
         if (r === 'quit') {
+          quit = true;
           rl.close();
           return;
         }
@@ -218,7 +222,7 @@ export function runRepl(opts: ReplOptions): Promise<number> {
       }
     });
     rl.on('close', () => {
-      if (buffer.trim() !== '') {
+      if (!quit && buffer.trim() !== '') {
         // Unfinished input at end of file: let the reader report where it is open.
         const text = buffer;
         buffer = '';

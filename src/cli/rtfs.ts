@@ -215,6 +215,16 @@ function loadHost(kernel: Kernel, path: string, sources: Sources, fuel: number):
   };
 }
 
+const NO_HOST_HINT = 'pass --host FILE with a map of mock capabilities, e.g. {"svc.get" (fn [& args] ...)}, or run the plan with ccos';
+
+/** A host error without --host gets a hint (the kernel's own hint does not survive the machine). */
+function withNoHostHint(kernel: Kernel, e: unknown): unknown {
+  if (e instanceof kernel.RtfsError && e.code === 'host' && !e.hint && e.message.startsWith('no host to run capability')) {
+    return new kernel.RtfsError(e.code, e.message, e.pos, e.data, NO_HOST_HINT);
+  }
+  return e;
+}
+
 function traceRequests(kernel: Kernel, requests: HostRequest[]): void {
   for (const r of requests) {
     const where = r.pos ? ` at ${r.pos.file}:${r.pos.line}:${r.pos.col}` : '';
@@ -267,7 +277,8 @@ async function cmdEval(args: string[]): Promise<number> {
     const printed = kernel.prStr(value);
     process.stdout.write(values.json ? `${JSON.stringify({ ok: true, value: printed })}\n` : `${printed}\n`);
     return 0;
-  } catch (e) {
+  } catch (err) {
+    const e = values.host === undefined ? withNoHostHint(kernel, err) : err;
     if (values.json) {
       process.stdout.write(`${JSON.stringify({ ok: false, error: errorJson(kernel, e) })}\n`);
       if (isInternal(kernel, e)) printError(kernel, e, sources);
@@ -305,14 +316,13 @@ async function cmdCheck(args: string[]): Promise<number> {
   }
   for (const d of result.diagnostics) {
     const src = d.file === file ? source : undefined;
-    process.stderr.write(`${kernel.formatDiagnostic({ code: d.code, message: d.message, pos: { file: d.file, line: d.line, col: d.col }, hint: d.hint }, src, d.severity)}\n\n`);
+    process.stdout.write(`${kernel.formatDiagnostic({ code: d.code, message: d.message, pos: { file: d.file, line: d.line, col: d.col }, hint: d.hint }, src, d.severity)}\n\n`);
   }
   const ids = [...new Set(result.capabilities.map((c) => c.id))].sort();
   let caps = ids.length > 0 ? ids.map((id) => `:${id}`).join(', ') : 'none';
   if (result.dynamicCapabilities) caps += ' (dynamic capability ids present)';
   const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`;
-  const out = errors > 0 ? process.stderr : process.stdout;
-  out.write(`${file}: ${plural(errors, 'error')}, ${plural(warnings, 'warning')}\n`);
+  process.stdout.write(`${file}: ${plural(errors, 'error')}, ${plural(warnings, 'warning')}\n`);
   process.stdout.write(`capabilities: ${caps}\n`);
   return errors > 0 ? 1 : 0;
 }

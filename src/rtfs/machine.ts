@@ -9,6 +9,7 @@
  * anything about a capability: it only asks.
  */
 import { Box, Cell, Op, type Arity, type ClosureSpec, type Proto } from './code.js';
+import { ensureJit, noteBail, type JitState } from './jit.js';
 import { prStr } from './printer.js';
 import {
   Closure,
@@ -184,6 +185,26 @@ export class Machine {
     this.fibers = [f];
     f.stack.push(closure, ...args);
     this.enterClosure(f, closure, args.length);
+    this.tryFastStart(f, closure, args);
+  }
+
+  /** Pure code that is started directly (a unit's top level) may also take the fast path. */
+  private tryFastStart(f: Fiber, closure: Closure, args: Value[]): void {
+    const arity = f.frames[0].arity as Arity & JitState;
+    if (this.labelsActive || arity.jit === null) return;
+    const j = arity.jit === undefined ? ensureJit(arity) : arity.jit;
+    if (!j) return;
+    const fuelBefore = this.fuel;
+    try {
+      f.result = arity.variadic ? j(this, closure, args) : j(this, closure, ...args);
+    } catch {
+      this.fuel = fuelBefore;
+      noteBail(arity);
+      return;
+    }
+    f.frames = [];
+    f.stack = [];
+    f.status = 'done';
   }
 
   /** Delivers the host's answers. Unknown or stale request ids are an error. */
@@ -382,7 +403,34 @@ export class Machine {
                 if (callee instanceof Labeled) callee = callee.value;
                 if (callee instanceof Closure) {
                   const proto = callee.code as Proto;
-                  if (selectArity(proto, nargs) === undefined) throw arityError(proto, nargs, posHere());
+                  const arity = selectArity(proto, nargs) as Arity & JitState;
+                  if (arity === undefined) throw arityError(proto, nargs, posHere());
+                  if (arity.jit !== null && !this.labelsActive) {
+                    // The fast path; on any bail the same call runs below, in the interpreter.
+                    const j = arity.jit === undefined ? ensureJit(arity) : arity.jit;
+                    if (j) {
+                      const base = stack.length - nargs;
+                      const fuelBefore = this.fuel;
+                      let done = true;
+                      let result: Value = null;
+                      try {
+                        if (arity.variadic) result = j(this, callee, stack.slice(base));
+                        else if (nargs === 0) result = j(this, callee);
+                        else if (nargs === 1) result = j(this, callee, stack[base]);
+                        else if (nargs === 2) result = j(this, callee, stack[base], stack[base + 1]);
+                        else result = j(this, callee, ...stack.slice(base));
+                      } catch {
+                        done = false;
+                        this.fuel = fuelBefore;
+                        noteBail(arity);
+                      }
+                      if (done) {
+                        stack.length = base - 1;
+                        stack.push(result);
+                        break;
+                      }
+                    }
+                  }
                   if (tail) {
                     // Move callee and arguments down over the current frame.
                     const from = stack.length - nargs - 1;

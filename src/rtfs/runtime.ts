@@ -9,6 +9,7 @@
 import { sha256Hex } from '../common/sha256.js';
 import { Cell, type Proto } from './code.js';
 import { Compiler, type CompileHost, type CompiledUnit, type MacroFn } from './compiler.js';
+import { setJitBuiltins } from './jit.js';
 import { CORE_MACROS } from './macros.js';
 import { Machine, type MachineEnv } from './machine.js';
 import { readAll, type Form } from './reader.js';
@@ -57,6 +58,7 @@ function core(): Core {
   boot.load(PRELUDE_SOURCE, '<prelude>', preludeId);
   boot.runToCompletion(boot.units[0].main);
   for (const c of cells.values()) c.core = true;
+  setJitBuiltins((name) => boot.builtin(name));
   sharedCore = { cells, protos, macros, preludeId };
   return sharedCore;
 }
