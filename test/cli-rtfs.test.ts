@@ -68,7 +68,7 @@ test('a compile error shows code, file:line:col and a caret, exit 1', () => {
   assert.equal(r.status, 1);
   assert.equal(r.stdout, '');
   const lines = r.stderr.split('\n');
-  assert.equal(lines[0], 'error[compile]: unbound symbol `undefined-fn`');
+  assert.equal(lines[0], 'error[unbound-symbol]: unbound symbol `undefined-fn`');
   assert.equal(lines[1], `  --> ${p}:3:5`);
   assert.ok(lines.includes('3 |    (undefined-fn 2))'), r.stderr);
   assert.ok(lines.includes('  |     ^'), r.stderr);
@@ -76,7 +76,7 @@ test('a compile error shows code, file:line:col and a caret, exit 1', () => {
   // The same with -e: the position is in <expr>.
   const e = rtfs(['eval', '-e', '(+ 1 (undefined-fn 2))']);
   assert.equal(e.status, 1);
-  assert.match(e.stderr, /^error\[compile\]: unbound symbol `undefined-fn`\n {2}--> <expr>:1:7\n/);
+  assert.match(e.stderr, /^error\[unbound-symbol\]: unbound symbol `undefined-fn`\n {2}--> <expr>:1:7\n/);
 });
 
 test('division by zero is a runtime error at the position of the division', () => {
@@ -166,7 +166,7 @@ test('--json output shape for success and error', () => {
   const j = JSON.parse(err.stdout);
   assert.equal(j.ok, false);
   assert.deepEqual(Object.keys(j.error).sort(), ['code', 'col', 'file', 'hint', 'line', 'message']);
-  assert.equal(j.error.code, 'compile');
+  assert.equal(j.error.code, 'unbound-symbol');
   assert.equal(j.error.message, 'unbound symbol `undefined-fn`');
   assert.equal(j.error.file, '<expr>');
   assert.equal(j.error.line, 2);
@@ -204,7 +204,7 @@ test('check reports the first error of each of two forms with positions, exit 1'
   const p = file('two.rtfs', '(defn f [x]\n  (+ x (nope x)))\n(def ok 1)\n(let [a 1]\n  (if a))\n(f ok)\n');
   const r = rtfs(['check', p]);
   assert.equal(r.status, 1);
-  assert.ok(r.stdout.includes(`error[compile]: unbound symbol \`nope\`\n  --> ${p}:2:9`), r.stdout);
+  assert.ok(r.stdout.includes(`error[unbound-symbol]: unbound symbol \`nope\`\n  --> ${p}:2:9`), r.stdout);
   assert.ok(r.stdout.includes(`  --> ${p}:5:3`), r.stdout);
   assert.match(r.stdout, /error\[compile\]: if takes a test/);
   assert.ok(r.stdout.includes(`${p}: 2 errors, 0 warnings`), r.stdout);
@@ -222,7 +222,7 @@ test('check --json lists diagnostics and capabilities', () => {
     j.diagnostics.map((d: { severity: string; code: string; line: number; col: number }) => [d.severity, d.code, d.line, d.col]),
     [
       ['warning', 'shadows-core', 2, 7],
-      ['error', 'compile', 3, 2],
+      ['error', 'unbound-symbol', 3, 2],
     ],
   );
   assert.deepEqual(j.capabilities, [{ id: 'a.b', line: 1, col: 1 }]);
@@ -268,7 +268,7 @@ test('repl with piped input: multi-line forms, persistent defs, :help, errors co
   assert.equal(out[i42 + 1], '"a ( [b"');
   assert.equal(out[i42 + 2], '(inc x): x plus one');
   assert.equal(out.at(-2), '40');
-  assert.match(r.stderr, /^error\[compile\]: unbound symbol `undefined`\n {2}--> <repl>:1:2/);
+  assert.match(r.stderr, /^error\[unbound-symbol\]: unbound symbol `undefined`\n {2}--> <repl>:1:2/);
   noStack(r.stderr);
 });
 

@@ -2,8 +2,8 @@
  * Static checks for RTFS programs (`rtfs check`): every top-level form is read and compiled, but
  * nothing is run (apart from `defmacro` bodies, which the compiler evaluates at compile time).
  *
- * Owns: the list of diagnostics (the first compile error of each top-level form, with its own
- * position; a parse error stops the check), a few warnings, and the capabilities a program names.
+ * Owns: the list of diagnostics (every unbound symbol and wrong arity, and the first other compile
+ * error of each top-level form, each with its own position; a parse error stops the check), a few warnings, and the capabilities a program names.
  * Must never: import `node:*`, run plan code, or throw for a bad program (every problem becomes
  * a diagnostic).
  */
@@ -111,7 +111,7 @@ export function checkProgram(source: string, file: string): CheckResult {
 
   forms.forEach((form, i) => {
     try {
-      const compiled = new Compiler(rt, `check-${i}`, file).compileUnit([form]);
+      const compiled = new Compiler(rt, `check-${i}`, file, (e) => diagnostics.push(errorDiagnostic(e, file))).compileUnit([form]);
       for (const c of compiled.capabilities) {
         capabilities.push({ id: c.id, line: c.pos?.line ?? 1, col: c.pos?.col ?? 1 });
       }

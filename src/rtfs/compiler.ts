@@ -143,6 +143,11 @@ export class Compiler {
     private readonly host: CompileHost,
     private readonly unitId: string,
     private readonly file: string,
+    /**
+     * For static checks: report unbound symbols and wrong arities here and keep compiling (the
+     * code produced is then not meant to run), so that one pass finds every such problem.
+     */
+    private readonly recover?: (e: RtfsError) => void,
   ) {}
 
   /** Compiles top-level forms into a zero-argument `main` function. */
@@ -284,7 +289,10 @@ export class Compiler {
     if (SPECIAL_FORMS.has(s.name) || this.host.macro(s.name)) {
       this.fail(`\`${s.name}\` is a special form or macro and cannot be used as a value`, s);
     }
-    this.fail(`unbound symbol \`${s.name}\``, s, 'define it with def/defn/let before use, or check the spelling');
+    const err = new RtfsError('unbound-symbol', `unbound symbol \`${s.name}\``, s.pos ?? this.currentPos, undefined, 'define it with def/defn/let before use, or check the spelling');
+    if (!this.recover) throw err;
+    this.recover(err);
+    this.emitConst(null);
   }
 
   /** Registers names defined at top level (also inside `do`) so forward references compile. */
@@ -399,7 +407,10 @@ export class Compiler {
       const b = v as Builtin;
       if (nargs < b.minArity || nargs > b.maxArity) {
         const expected = b.minArity === b.maxArity ? `${b.minArity}` : b.maxArity === Infinity ? `at least ${b.minArity}` : `${b.minArity} to ${b.maxArity}`;
-        this.fail(`wrong number of arguments to \`${b.name}\`: ${nargs} given, ${expected} expected`, form);
+        const err = new RtfsError('arity', `wrong number of arguments to \`${b.name}\`: ${nargs} given, ${expected} expected`, posOf(form) ?? this.currentPos);
+        if (!this.recover) throw err;
+        this.recover(err);
+        return this.compileCall(form, tail);
       }
       const inline = INLINE_BINARY[b.name];
       if (inline !== undefined && nargs === 2) {

@@ -34,6 +34,8 @@ export interface EvaluateOptions {
   roundtrip?: boolean;
   /** Reuse a runtime (globals and macros persist between calls, as in a REPL). */
   runtime?: Runtime;
+  /** Use the fast path for pure code (default true; false runs everything in the interpreter). */
+  jit?: boolean;
   /** Observes every suspension (tests and `--trace`). */
   onSuspend?: (requests: HostRequest[]) => void;
 }
@@ -75,6 +77,7 @@ export function drive(runtime: Runtime, machine: Machine, opts: EvaluateOptions 
     if (opts.roundtrip) {
       const json = JSON.stringify(saveMachine(rt, m));
       ({ runtime: rt, machine: m } = restoreMachine(JSON.parse(json)));
+      if (opts.jit === false) m.jit = false;
     }
     m.resume(out.requests.map((r) => ({ id: r.id, resolution: answer(r, opts.onCall) })));
   }
@@ -86,6 +89,7 @@ export function evaluate(source: string, opts: EvaluateOptions = {}): Value {
   const unit = rt.load(source, opts.file ?? '<input>');
   const m = rt.machine();
   if (opts.fuel !== undefined) m.fuel = opts.fuel;
+  if (opts.jit === false) m.jit = false;
   m.start(unit.main);
   return drive(rt, m, opts);
 }

@@ -152,12 +152,12 @@ export interface MachineEnv {
  * keep their message so that users can report them.
  */
 export function toErrorValue(e: unknown, pos: SourcePos | undefined): ErrorValue {
-  if (e instanceof ErrorValue) return e.pos || !pos ? e : new ErrorValue(e.message, e.data, e.type, pos);
+  if (e instanceof ErrorValue) return e.pos || !pos ? e : new ErrorValue(e.message, e.data, e.type, pos, e.hint);
   if (e instanceof RtfsError) {
     let data: RMap = e.data ?? EMPTY_MAP;
     if (!data.has(kw('code'))) data = data.set(kw('code'), kw(e.code));
     const t = data.get(kw('type'));
-    return new ErrorValue(e.message, data, t instanceof Keyword ? t : kw(e.code), e.pos ?? pos);
+    return new ErrorValue(e.message, data, t instanceof Keyword ? t : kw(e.code), e.pos ?? pos, e.hint);
   }
   if (e instanceof RangeError && /call stack/i.test(e.message)) {
     return new ErrorValue('nesting too deep for a native function', EMPTY_MAP.set(kw('code'), kw('stack-overflow')), kw('stack-overflow'), pos);
@@ -174,6 +174,8 @@ export class Machine {
   maxDepth = DEFAULT_MAX_DEPTH;
   /** Set when a labeled value has entered the machine; enables label propagation in natives. */
   labelsActive = false;
+  /** Use the fast path (generated JS) for pure code. Off only to check it against the interpreter. */
+  jit = true;
   /** Sequence number of the last host request (request ids are deterministic). */
   requestSeq = 0;
 
@@ -191,7 +193,7 @@ export class Machine {
   /** Pure code that is started directly (a unit's top level) may also take the fast path. */
   private tryFastStart(f: Fiber, closure: Closure, args: Value[]): void {
     const arity = f.frames[0].arity as Arity & JitState;
-    if (this.labelsActive || arity.jit === null) return;
+    if (this.labelsActive || !this.jit || arity.jit === null) return;
     const j = arity.jit === undefined ? ensureJit(arity) : arity.jit;
     if (!j) return;
     const fuelBefore = this.fuel;
@@ -405,7 +407,7 @@ export class Machine {
                   const proto = callee.code as Proto;
                   const arity = selectArity(proto, nargs) as Arity & JitState;
                   if (arity === undefined) throw arityError(proto, nargs, posHere());
-                  if (arity.jit !== null && !this.labelsActive) {
+                  if (arity.jit !== null && this.jit && !this.labelsActive) {
                     // The fast path; on any bail the same call runs below, in the interpreter.
                     const j = arity.jit === undefined ? ensureJit(arity) : arity.jit;
                     if (j) {
@@ -542,7 +544,7 @@ export class Machine {
               break;
             case Op.THROW: {
               const v = unlabel(stack.pop()!);
-              if (v instanceof ErrorValue) throw new Raise(v.pos ? v : new ErrorValue(v.message, v.data, v.type, posHere()));
+              if (v instanceof ErrorValue) throw new Raise(v.pos ? v : new ErrorValue(v.message, v.data, v.type, posHere(), v.hint));
               throw new Raise(new ErrorValue(`thrown: ${prStr(v)}`, EMPTY_MAP.set(kw('value'), v), kw('thrown'), posHere()));
             }
             case Op.STEP_ENTER: {
@@ -806,7 +808,7 @@ const EMPTY_FREE: Value[] = [];
 /** Converts an uncaught RTFS error back into a JS error for callers that throw. */
 export function errorValueToRtfsError(e: ErrorValue): RtfsError {
   const code = e.data.get(kw('code'));
-  return new RtfsError(code instanceof Keyword ? code.name : e.type.name, e.message, e.pos, e.data);
+  return new RtfsError(code instanceof Keyword ? code.name : e.type.name, e.message, e.pos, e.data, e.hint);
 }
 
 function selectArity(proto: Proto, nargs: number): Arity {

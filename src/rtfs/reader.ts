@@ -42,7 +42,8 @@ export function posOf(form: unknown): SourcePos | undefined {
   return undefined;
 }
 
-const DELIMS = new Set([' ', '\t', '\n', '\r', ',', '(', ')', '[', ']', '{', '}', '"', ';', '\f']);
+// A backslash ends a token as in Clojure (`x\"` reads as the symbol x, then a character literal).
+const DELIMS = new Set([' ', '\t', '\n', '\r', ',', '(', ')', '[', ']', '{', '}', '"', ';', '\f', '\\']);
 const CHAR_NAMES: Record<string, string> = {
   newline: '\n',
   space: ' ',

@@ -77,7 +77,7 @@ class Encoder {
     if (ISet.isSet(v)) return { $: 's', i: (v as ISet<Value>).toArray().map((x) => this.value(x)) };
     if (v instanceof Sym) return { $: 'y', n: v.name };
     if (v instanceof RRegex) return { $: 're', s: v.source };
-    if (v instanceof ErrorValue) return { $: 'err', m: v.message, d: this.value(v.data), t: v.type.name, p: pos(v.pos) };
+    if (v instanceof ErrorValue) return { $: 'err', m: v.message, d: this.value(v.data), t: v.type.name, p: pos(v.pos), h: v.hint ?? null };
     if (v instanceof Labeled) return { $: 'lab', v: this.value(v.value), l: [...v.labels] };
     if (v instanceof Closure) return { $: 'c', r: this.object(v) };
     if (v instanceof MetaForm) return { $: 'meta', m: this.value(v.meta), f: this.value(v.form) };
@@ -120,7 +120,7 @@ function encodeRequest(e: Encoder, r: HostRequest): Json {
 
 function encodeResolution(e: Encoder, r: Resolution): Json {
   if ('retry' in r) return { retry: true };
-  if ('error' in r) return { error: e.value(r.error instanceof ErrorValue ? r.error : new ErrorValue(r.error.message, r.error.data ?? EMPTY_MAP, Keyword.of(r.error.code), r.error.pos)) };
+  if ('error' in r) return { error: e.value(r.error instanceof ErrorValue ? r.error : new ErrorValue(r.error.message, r.error.data ?? EMPTY_MAP, Keyword.of(r.error.code), r.error.pos, r.error.hint)) };
   return { value: e.value(r.value) };
 }
 
@@ -194,7 +194,7 @@ class Decoder {
       case 're':
         return new RRegex(o.s as string);
       case 'err':
-        return new ErrorValue(o.m as string, this.value(o.d) as RMap, Keyword.of(o.t as string), unpos(o.p));
+        return new ErrorValue(o.m as string, this.value(o.d) as RMap, Keyword.of(o.t as string), unpos(o.p), (o.h as string | null) ?? undefined);
       case 'lab':
         return new Labeled(this.value(o.v), new Set(o.l as string[]));
       case 'c':

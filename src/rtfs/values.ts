@@ -229,6 +229,8 @@ export class ErrorValue {
     readonly data: RMap,
     readonly type: Keyword,
     readonly pos?: SourcePos,
+    /** A line naming the fix, shown by diagnostics. */
+    readonly hint?: string,
   ) {}
   equals(o: unknown): boolean {
     return (
