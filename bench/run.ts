@@ -2,7 +2,7 @@
  * `npm run bench`: RTFS against plain JavaScript and nbb (ClojureScript on Node, interpreted by
  * SCI), plus the cost of the host boundary (suspend/resume) and of a JSON checkpoint.
  *
- * Everything runs in one process, warm: each measurement runs a few times untimed, then takes the
+ * Everything runs in one process, warm: each measurement runs at least 5 times (and ~300 ms) untimed, then takes the
  * median of N timed repetitions (performance.now()). The same program runs in each runtime and the
  * results are compared, so a broken workload fails loudly instead of looking fast.
  *
@@ -34,6 +34,7 @@ interface Stats {
 }
 
 interface BenchOpts {
+  /** At least this many untimed runs, continuing (up to 30) until ~300 ms have been spent warming. */
   warmup?: number;
   /** At most this many timed repetitions... */
   maxReps?: number;
@@ -43,6 +44,12 @@ interface BenchOpts {
   budgetMs?: number;
 }
 
+/** Untimed runs, so that V8 has tiered the code up (a few runs are not enough for short loops). */
+function warm(fn: () => unknown, minRuns: number): void {
+  const t0 = performance.now();
+  for (let i = 0; i < 30 && (i < minRuns || performance.now() - t0 < 300); i++) fn();
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -50,8 +57,8 @@ function median(xs: number[]): number {
 }
 
 function bench(fn: () => unknown, opts: BenchOpts = {}): Stats {
-  const { warmup = 3, maxReps = 15, minReps = 5, budgetMs = 2500 } = opts;
-  for (let i = 0; i < warmup; i++) fn();
+  const { warmup = 5, maxReps = 15, minReps = 5, budgetMs = 2500 } = opts;
+  warm(fn, warmup);
   const times: number[] = [];
   let spent = 0;
   while (times.length < maxReps && (times.length < minReps || spent < budgetMs)) {
@@ -69,9 +76,9 @@ function bench(fn: () => unknown, opts: BenchOpts = {}): Stats {
  * on a shared machine hits every runtime alike instead of whichever happened to run at the time.
  */
 function benchInterleaved<K extends string>(fns: Record<K, () => unknown>, opts: BenchOpts = {}): Record<K, Stats> {
-  const { warmup = 3, maxReps = 15, minReps = 5, budgetMs = 4000 } = opts;
+  const { warmup = 5, maxReps = 15, minReps = 5, budgetMs = 4000 } = opts;
   const keys = Object.keys(fns) as K[];
-  for (const k of keys) for (let i = 0; i < warmup; i++) fns[k]();
+  for (const k of keys) warm(fns[k], warmup);
   const times = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
   let spent = 0;
   for (let rep = 0; rep < maxReps && (rep < minReps || spent < budgetMs); rep++) {
@@ -187,7 +194,7 @@ async function main(): Promise<void> {
   const cpus = os.cpus();
   console.log('RTFS benchmarks');
   console.log(`node ${process.version} · ${process.platform}/${process.arch} · ${os.availableParallelism?.() ?? cpus.length} cores · ${cpus[0]?.model ?? 'unknown CPU'}`);
-  console.log('warm: 3 untimed runs of each, then the median of 5–15 timed runs; RTFS, interpreter, JS and nbb are timed round-robin\n');
+  console.log('warm: ≥5 untimed runs of each (≥300 ms), then the median of 5–15 timed runs; RTFS, interpreter, JS and nbb are timed round-robin\n');
 
   // RTFS: define once, then call the closures directly.
   const rt = createRuntime();
@@ -302,7 +309,7 @@ async function main(): Promise<void> {
     tResume.push(t3 - t2);
     lastRestored = machine;
   };
-  const cp = bench(checkpoint, { warmup: 3, maxReps: 15, minReps: 7, budgetMs: 2000 });
+  const cp = bench(checkpoint, { warmup: 5, maxReps: 15, minReps: 7, budgetMs: 2000 });
   // The restored machine must finish the job correctly.
   {
     const m = lastRestored as Machine | null;

@@ -27,7 +27,7 @@ import { NATIVES } from '../src/rtfs/stdlib/natives.js';
 import { PRELUDE_NAMES } from '../src/rtfs/stdlib/prelude.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const corpusDir = path.join(root, 'test/corpus');
+const corpusDir = process.env.RTFS_CORPUS_DIR ?? path.join(root, 'test/corpus');
 
 interface Case {
   file: string;

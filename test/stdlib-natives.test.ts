@@ -410,7 +410,7 @@ describe('collections', () => {
     assert.equal(ev('range', '4'), '[0 1 2 3]');
     assert.equal(ev('range', '2', '5'), '[2 3 4]');
     assert.equal(ev('range', '10', '0', '-3'), '[10 7 4 1]');
-    assert.equal(ev('range', '0', '1', '0.25'), '[0.0 0.25 0.5 0.75]');
+    assert.equal(ev('range', '0', '1', '0.25'), '[0 0.25 0.5 0.75]');
     assert.equal(ev('range', '5', '2'), '[]');
     assert.equal(ev('range', '0'), '[]');
     throwsCode(() => call('range', 100_000_000), 'value', /limit/);

@@ -514,7 +514,7 @@ export class Compiler {
   private compileDef(form: RList, args: Form[]): void {
     if (args.length < 1 || args.length > 3) this.fail('def takes a name and a value', form, '(def name value)');
     const nameForm = stripMeta(args[0]);
-    if (!(nameForm instanceof Sym) || nameForm.name.includes('/')) this.fail('def needs a plain symbol as its name', args[0]);
+    if (!(nameForm instanceof Sym) || (nameForm.name.includes('/') && !nameForm.name.startsWith('__'))) this.fail('def needs a plain symbol as its name', args[0]);
     // (def name "doc" value) is accepted as in Clojure.
     const valueForm = args.length === 3 ? args[2] : args.length === 2 ? args[1] : null;
     const cell = this.host.cell(nameForm.name);

@@ -45,6 +45,8 @@ export interface Scope {
   readonly sp: number;
   readonly retryPc: number;
   readonly handlerDepth: number;
+  /** How many times the host has retried this step so far. */
+  readonly attempt?: number;
 }
 
 /** What the machine asks of its host. */
@@ -754,6 +756,7 @@ export class Machine {
     if ('retry' in r) {
       if (req?.kind !== 'step-end') throw new RtfsError('host', 'retry is only valid for a failed step');
       const s = f.scopes[f.scopes.length - 1];
+      f.scopes[f.scopes.length - 1] = { ...s, attempt: (s.attempt ?? 0) + 1 };
       f.frames.length = s.frameDepth;
       f.stack.length = s.sp;
       f.handlers.length = s.handlerDepth;

@@ -220,6 +220,21 @@ const stepLoop: MacroFn = (form, c) => {
   );
 };
 
+/** The global a `(capability ...)` form defines: hosts find capabilities by this prefix. */
+export const CAPABILITY_PREFIX = '__capability__';
+
+/**
+ * `(capability :id {manifest} (fn [input] ...))` defines a capability in RTFS. It evaluates to
+ * the capability's description and defines it under a name hosts can find.
+ */
+const capability: MacroFn = (form) => {
+  const [id, manifest, impl] = args(form);
+  if (!(id instanceof Keyword) && typeof id !== 'string') fail(form, 'capability needs an id keyword', '(capability :acme.tool {:description ".."} (fn [input] ...))');
+  if (impl === undefined) fail(form, 'capability needs a manifest map and a function', '(capability :acme.tool {:description ".."} (fn [input] ...))');
+  const idText = id instanceof Keyword ? id.name : id;
+  return list(sym('def'), new Sym(`${CAPABILITY_PREFIX}${idText.replace(/\//g, '%2F')}`), list(core('make-capability'), idText, manifest, impl));
+};
+
 /** Every core macro by name. */
 export const CORE_MACROS: ReadonlyMap<string, MacroFn> = new Map<string, MacroFn>([
   ['defn', defn],
@@ -249,6 +264,7 @@ export const CORE_MACROS: ReadonlyMap<string, MacroFn> = new Map<string, MacroFn
   ['comment', comment],
   ['step-if', stepIf],
   ['step-loop', stepLoop],
+  ['capability', capability],
 ]);
 
 export type { RMap };

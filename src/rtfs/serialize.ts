@@ -35,7 +35,7 @@ import {
 /** The format tag of saved machine states. */
 export const STATE_FORMAT = 'rtfs-machine/1';
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 /** A saved machine: plain JSON, safe to store and to move between processes. */
 export interface MachineState {
@@ -103,7 +103,7 @@ function pos(p: SourcePos | undefined): Json {
 }
 
 function encodeScope(e: Encoder, s: Scope): Json {
-  return { k: s.kind, n: s.name, m: e.value(s.meta), o: e.value(s.opts), fd: s.frameDepth, sp: s.sp, rp: s.retryPc, hd: s.handlerDepth };
+  return { k: s.kind, n: s.name, m: e.value(s.meta), o: e.value(s.opts), fd: s.frameDepth, sp: s.sp, rp: s.retryPc, hd: s.handlerDepth, at: s.attempt ?? 0 };
 }
 
 function encodeRequest(e: Encoder, r: HostRequest): Json {
@@ -238,7 +238,7 @@ function unpos(p: Json): SourcePos | undefined {
 }
 
 function decodeScope(d: Decoder, s: J): Scope {
-  return { kind: s.k as 'plan' | 'step', name: s.n as string | null, meta: d.value(s.m), opts: d.value(s.o), frameDepth: s.fd as number, sp: s.sp as number, retryPc: s.rp as number, handlerDepth: s.hd as number };
+  return { kind: s.k as 'plan' | 'step', name: s.n as string | null, meta: d.value(s.m), opts: d.value(s.o), frameDepth: s.fd as number, sp: s.sp as number, retryPc: s.rp as number, handlerDepth: s.hd as number, attempt: (s.at as number | undefined) ?? 0 };
 }
 
 function decodeRequest(d: Decoder, r: J): HostRequest {
@@ -306,7 +306,33 @@ export function restoreMachine(state: MachineState, rt: Runtime = new Runtime())
   return { runtime: rt, machine: m };
 }
 
-/** Encodes one value as JSON (the same encoding states use). */
+/**
+ * Encodes one value as self-contained JSON (the encoding states use). Functions are kept by
+ * reference to their compiled code, so decoding them needs a runtime that loaded that code.
+ */
 export function valueToJson(v: Value): Json {
-  return new Encoder().value(v);
+  const e = new Encoder();
+  const j = e.value(v);
+  return e.objects.length === 0 ? j : { $: 'doc', v: j, o: e.objects };
+}
+
+/** Decodes `valueToJson` output; `rt` resolves functions' code (a fresh runtime otherwise). */
+export function valueFromJson(j: Json, rt?: Runtime): Value {
+  if (j !== null && typeof j === 'object' && !Array.isArray(j) && (j as J).$ === 'doc') {
+    const doc = j as J;
+    return new Decoder(rt ?? new Runtime(), doc.o as Json[]).value(doc.v);
+  }
+  return new Decoder(rt ?? sharedDecoderRuntime(), []).value(j);
+}
+
+let decoderRuntime: Runtime | null = null;
+function sharedDecoderRuntime(): Runtime {
+  decoderRuntime ??= new Runtime();
+  return decoderRuntime;
+}
+
+/** Encodes an error (an RTFS error value or a kernel error) as JSON. */
+export function errorToJson(e: ErrorValue | RtfsError): Json {
+  const ev = e instanceof ErrorValue ? e : new ErrorValue(e.message, (e.data ?? EMPTY_MAP).set(Keyword.of('code'), Keyword.of(e.code)), Keyword.of(e.code), e.pos, e.hint);
+  return new Encoder().value(ev);
 }

@@ -317,10 +317,16 @@ function rangeOf(fname: string, args: Value[]): Vec {
     const b = e as number;
     const d = st as number;
     if (!Number.isFinite(a) || !Number.isFinite(b) || !Number.isFinite(d)) throw new RtfsError('value', `${fname}: expected finite numbers`);
-    const n = Math.max(0, Math.ceil((b - a) / d));
-    buildLimit(fname, n);
+    buildLimit(fname, Math.max(0, Math.ceil((b - a) / d)));
+    // As Clojure: the first item is start itself, later items add the step repeatedly (an integer
+    // start and step stay integers even when the end is a float).
+    const intSteps = !(start instanceof RFloat) && !(step instanceof RFloat);
     const out: Value[] = [];
-    for (let i = 0; i < n; i++) out.push(new RFloat(a + i * d));
+    let x = a;
+    for (let i = 0; d > 0 ? x < b : x > b; i++) {
+      out.push(i === 0 ? start : intSteps ? x : new RFloat(x));
+      x += d;
+    }
     return vec(out);
   }
   const a = BigInt(s as number | bigint);

@@ -6,7 +6,7 @@
  * Must never: call back into RTFS code or perform I/O.
  */
 import { prStr } from '../printer.js';
-import { ErrorValue, IMap, ISet, List, RList, RtfsError, kw, EMPTY_MAP, type Builtin, type RMap, type Value } from '../values.js';
+import { ErrorValue, IMap, ISet, List, RList, RtfsError, isFn, kw, EMPTY_MAP, type Builtin, type RMap, type Value } from '../values.js';
 import { formatTypeErrors, parseType, validate, type TypeExpr } from '../types.js';
 import { defineBuiltin } from './define.js';
 
@@ -47,6 +47,17 @@ function count(v: Value): number {
 /** Kernel builtins, registered with the natives. */
 export const KERNEL_BUILTINS: Builtin[] = [
   apply,
+  defineBuiltin(
+    'rtfs.core/make-capability',
+    3,
+    3,
+    ([id, manifest, impl]) => {
+      if (!IMap.isMap(manifest)) throw new RtfsError('type', `capability ${String(id)}: the manifest must be a map`);
+      if (!isFn(impl)) throw new RtfsError('type', `capability ${String(id)}: the implementation must be a function`);
+      return EMPTY_MAP.set(kw('ccos/capability'), true).set(kw('id'), id).set(kw('manifest'), manifest).set(kw('fn'), impl);
+    },
+    'Builds the description of a capability defined with (capability ...).',
+  ),
   defineBuiltin('rtfs.core/check-type', 4, 4, ([v, t, what, elements]) => checkType(v, t, what, elements), 'Raises a type error when a value does not match an annotated type.'),
   defineBuiltin(
     'rtfs.core/match-error',

@@ -289,8 +289,19 @@ export const PRELUDE_SOURCE = String.raw`
     (fn [& args] (every? (fn [q] (every? q args)) preds))))
 
 (defn some-fn [p & ps]
-  (let [preds (cons p ps)]
-    (fn [& args] (some (fn [q] (some q args)) preds))))
+  ;; As Clojure: up to 3 predicates try them on each argument in turn (and, with up to 3
+  ;; arguments, a miss returns the last predicate's falsy answer); more predicates try each
+  ;; predicate on the first 3 arguments, then on the rest; a miss is nil.
+  (let [preds (vec (cons p ps))
+        few (<= (count preds) 3)]
+    (fn [& args]
+      (let [args (vec args)]
+        (cond
+          (empty? args) nil
+          few (or (some (fn [x] (some (fn [q] (q x)) preds)) args)
+                  (when (<= (count args) 3) ((peek preds) (peek args))))
+          :else (or (some (fn [q] (some q (take 3 args))) preds)
+                    (some (fn [q] (some q (drop 3 args))) preds)))))))
 
 (defn repeatedly [n f]
   (loop [i 0 out []]

@@ -1,0 +1,98 @@
+/**
+ * What a capability is: its manifest (the contract the gate checks) and its provider (the code
+ * that runs it).
+ *
+ * Owns: the `CapabilityManifest`, `Provider` and `CallContext` interfaces — the plug-in point
+ * for every kind of provider (local TypeScript, RTFS, built-in; MCP/OpenAPI/sandbox later).
+ * Must never: let a provider reach another capability except through `CallContext.call`, which
+ * goes back through the gate.
+ */
+import type { Json } from '../../common/canonical.js';
+import type { Value } from '../../rtfs/index.js';
+import type { SqliteStore } from '../store/sqlite.js';
+
+export type RiskTier = 'low' | 'medium' | 'high' | 'critical';
+
+/** A declared effect, e.g. `{kind: 'network', domains: ['api.example.com']}`. */
+export interface Effect {
+  kind: string;
+  [detail: string]: Json;
+}
+
+/** A schema: an RTFS type expression (as text) or a JSON Schema object. */
+export type SchemaSpec = { rtfs: string } | { jsonSchema: Record<string, Json> };
+
+/** Where a capability's code lives. */
+export type ProviderSpec = { kind: 'builtin' } | { kind: 'local' } | { kind: 'rtfs'; file: string; source: string };
+
+/** The contract of a capability. */
+export interface CapabilityManifest {
+  /** Id as plans call it, without the colon: `com.config:v1.rollback`. */
+  id: string;
+  version: string;
+  description: string;
+  /** Schema of the single argument (`(call :id arg)`). */
+  input?: SchemaSpec;
+  /** Schemas of positional arguments, when there are several. */
+  params?: SchemaSpec[];
+  output?: SchemaSpec;
+  effects: Effect[];
+  risk: RiskTier;
+  /** Cost model: a fixed price per call (USD). */
+  cost?: { usdPerCall?: number };
+  /** Safe to run again with the same arguments (retried after a crash). */
+  idempotent: boolean;
+  /** Same arguments, same result (results may be cached and replayed). */
+  deterministic: boolean;
+  region?: string;
+  /** Default time limit of one call. */
+  timeoutMs?: number;
+  provider: ProviderSpec;
+}
+
+/** What a provider may use while it runs. */
+export interface CallContext {
+  runId: string | null;
+  planId: string | null;
+  intentId: string | null;
+  /** Stable id of this call within its run (also the journal key). */
+  requestId: string;
+  stepPath: readonly string[];
+  capability: CapabilityManifest;
+  store: SqliteStore;
+  /** The directory `ccos.fs.*` is confined to. */
+  workspaceRoot: string;
+  /** Hosts `ccos.http.fetch` may reach. */
+  allowedHosts: readonly string[];
+  /** Aborted when the call times out or the run is cancelled. */
+  signal: AbortSignal;
+  /** Calls another capability through the gate (used by RTFS-defined capabilities). */
+  call(capability: string, args: Value[], requestId: string): Promise<Value>;
+}
+
+/** What a provider returns: a value, optionally with the cost it incurred. */
+export type ProviderResult = Value | { value: Value; costUsd?: number; [RESULT_MARK]: true };
+export const RESULT_MARK = Symbol('provider-result');
+
+/** Wraps a value with its reported cost. */
+export function withCost(value: Value, costUsd: number): ProviderResult {
+  return { value, costUsd, [RESULT_MARK]: true };
+}
+
+/** The code behind a capability. */
+export interface Provider {
+  invoke(args: Value[], ctx: CallContext): Promise<ProviderResult> | ProviderResult;
+}
+
+/**
+ * Thrown by a provider that cannot finish now and needs someone (e.g. `ccos.user.ask`): the run
+ * pauses with this description of what it waits for, and `ccos resume RUN --answer ...` supplies
+ * the call's result later, in any process.
+ */
+export class PauseRun extends Error {
+  constructor(
+    readonly waiting: { kind: string; prompt?: string; [k: string]: Json | undefined },
+  ) {
+    super(`paused: ${waiting.kind}`);
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The one gate every capability call crosses: plans, `ccos call`, the library API.
+ *
+ * Owns: the interceptor chain (`compose`) and the built-in interceptors: capability exists,
+ * arguments match the manifest, allow/deny lists; then the effect itself (journaled before it
+ * starts, with a time limit), output validation, and the record of the result.
+ * Must never: let a provider run before its PolicyDecision and CapabilityCall are durable, or let
+ * a result reach the plan before it is durable.
+ * The governance kernel plugs its own interceptors in with `Gate.use` (before the effect).
+ */
+import type { Json } from '../common/canonical.js';
+import { ErrorValue, RtfsError, kw, type HostRequest, type Value } from '../rtfs/index.js';
+import type { Action } from './chain.js';
+import { CcosError } from './errors.js';
+import type { ActiveRun } from './orchestrator.js';
+import { PauseRun, RESULT_MARK, type CallContext, type CapabilityManifest } from './capabilities/types.js';
+import type { Capability, CapabilityRegistry } from './capabilities/registry.js';
+import type { SqliteStore } from './store/sqlite.js';
+
+/** The decision recorded for every call. */
+export interface Decision {
+  capability: string;
+  decision: 'allow' | 'deny';
+  /** The rule that decided (e.g. `registry.unknown`, `acl.deny`). */
+  rule: string;
+  rationale: string;
+}
+
+/** One call on its way through the gate. */
+export interface GateCall {
+  run: ActiveRun;
+  request: HostRequest & { kind: 'call' };
+  /** A re-execution of a call whose outcome was unknown after a crash. */
+  retry: boolean;
+  capability?: Capability;
+  /** Runs a call made by this call's provider (an RTFS capability) through the gate. */
+  nested?: (capability: string, args: Value[], subId: string) => Promise<Value>;
+}
+
+/** What an interceptor produces: allow (go on), or a deny decision. */
+export type GateVerdict = { allow: true } | { allow: false; decision: Decision; error: RtfsError };
+
+/** A stage of the gate before the effect. Return a deny verdict to stop the call. */
+export type Interceptor = (call: GateCall, next: () => Promise<GateVerdict>) => Promise<GateVerdict>;
+
+/** Runs interceptors in order, each deciding whether to call the next. */
+export function compose(interceptors: readonly Interceptor[]): (call: GateCall) => Promise<GateVerdict> {
+  return (call) => {
+    const step = (i: number): Promise<GateVerdict> => (i < interceptors.length ? interceptors[i](call, () => step(i + 1)) : Promise.resolve({ allow: true }));
+    return step(0);
+  };
+}
+
+/** How the gate reports to the orchestrator (which owns the journal and transactions). */
+export interface GateHooks<P> {
+  /** Records the decision (and, if allowed, the call) durably; returns the CapabilityCall action. */
+  beforeEffect(decision: Decision, stepPath: readonly string[]): Action | undefined;
+  /** Records the result durably before the plan sees it. */
+  afterEffect(callAction: Action | undefined, result: { value: Value; costUsd?: number } | { error: ErrorValue | RtfsError }, durationMs: number): void;
+  /** A denied call: its error becomes the plan's answer. */
+  denied(error: RtfsError): { error: ErrorValue | RtfsError };
+  /** The provider needs a person: the run pauses. */
+  waiting(waiting: Json): P;
+}
+
+/** Settings of the gate that come from the node's configuration. */
+export interface GateSettings {
+  workspaceRoot: string;
+  allowedHosts: string[];
+  defaultTimeoutMs: number;
+}
+
+function deny(call: GateCall, rule: string, rationale: string, code = 'policy-denied'): GateVerdict {
+  const capability = call.request.capability;
+  return { allow: false, decision: { capability, decision: 'deny', rule, rationale }, error: new RtfsError(code, `call to ${capability} denied: ${rationale}`, call.request.pos, undefined, `rule ${rule}`) };
+}
+
+/** `*` matches any run of characters in a capability id pattern. */
+export function matchesPattern(pattern: string, id: string): boolean {
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return re.test(id);
+}
+
+export class Gate {
+  private readonly interceptors: Interceptor[];
+  private readonly extra: Interceptor[] = [];
+
+  constructor(
+    private readonly registry: CapabilityRegistry,
+    private readonly store: SqliteStore,
+    private readonly settings: GateSettings,
+  ) {
+    this.interceptors = [
+      // The capability must exist (and its code be loaded here).
+      async (call, next) => {
+        const cap = this.registry.resolve(call.request.capability);
+        if (!cap) {
+          const known = this.registry.manifest(call.request.capability);
+          return known
+            ? deny(call, 'registry.unloaded', `capability ${call.request.capability} is registered but its provider is not available in this process`, 'unknown-capability')
+            : deny(call, 'registry.unknown', `unknown capability ${call.request.capability}`, 'unknown-capability');
+        }
+        call.capability = cap;
+        return next();
+      },
+      // Arguments must match the manifest's schema.
+      async (call, next) => {
+        const problem = this.registry.checkArgs(call.capability!.manifest, call.request.args);
+        return problem ? deny(call, 'schema.input', problem, 'invalid-input') : next();
+      },
+      // Run-level allow and deny lists.
+      async (call, next) => {
+        const { allow = [], deny: denyList = [] } = call.run.options;
+        const id = call.request.capability;
+        const hit = denyList.find((p) => matchesPattern(p, id));
+        if (hit) return deny(call, 'acl.deny', `${id} matches the deny pattern ${hit}`);
+        if (allow.length && !allow.some((p) => matchesPattern(p, id))) return deny(call, 'acl.allow', `${id} is not in the allow list (${allow.join(', ')})`);
+        return next();
+      },
+    ];
+  }
+
+  /** Adds an interceptor after the built-in ones (governance plugs in here). */
+  use(i: Interceptor): void {
+    this.extra.push(i);
+  }
+
+  manifest(id: string): CapabilityManifest | undefined {
+    return this.registry.manifest(id);
+  }
+
+  /** Takes one call through the gate and, if allowed, runs it. */
+  async call<P>(call: GateCall, hooks: GateHooks<P>): Promise<{ value: Value } | { error: ErrorValue | RtfsError } | P> {
+    const verdict = await compose([...this.interceptors, ...this.extra])(call);
+    const req = call.request;
+    if (!verdict.allow) {
+      hooks.beforeEffect(verdict.decision, req.stepPath);
+      return hooks.denied(verdict.error);
+    }
+    const cap = call.capability!;
+    const callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: 'gate.default', rationale: 'registered, arguments valid, not denied' }, req.stepPath);
+    const started = performance.now();
+    const limit = this.timeoutFor(call, cap.manifest);
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const ctx = this.context(call, cap.manifest, controller.signal);
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          controller.abort();
+          reject(new RtfsError('timeout', `${req.capability} did not answer within ${limit} ms`, req.pos, undefined, 'raise :timeout-ms on the step, or check the provider'));
+        }, limit);
+      });
+      const raw = await Promise.race([Promise.resolve(cap.provider.invoke(req.args, ctx)), timeout]);
+      const result = isMarked(raw) ? { value: raw.value, costUsd: raw.costUsd } : { value: raw as Value, costUsd: cap.manifest.cost?.usdPerCall };
+      const problem = this.registry.checkResult(cap.manifest, result.value);
+      if (problem) {
+        const error = new RtfsError('invalid-output', problem, req.pos, undefined, `the provider of ${req.capability} returned data that does not match its declared output`);
+        hooks.afterEffect(callAction, { error }, performance.now() - started);
+        return { error };
+      }
+      hooks.afterEffect(callAction, result, performance.now() - started);
+      return { value: result.value };
+    } catch (e) {
+      if (e instanceof PauseRun) return hooks.waiting(e.waiting as Json);
+      const error = providerError(e, req);
+      hooks.afterEffect(callAction, { error }, performance.now() - started);
+      return { error };
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  private timeoutFor(call: GateCall, m: CapabilityManifest): number {
+    let limit = m.timeoutMs ?? this.settings.defaultTimeoutMs;
+    // Every enclosing step's :timeout-ms narrows the limit (children may only narrow).
+    for (const s of call.request.scopes) {
+      const opts = s.opts as { get?: (k: unknown, d: unknown) => unknown } | null;
+      const t = opts && typeof opts.get === 'function' ? opts.get(KW_TIMEOUT, null) : null;
+      if (typeof t === 'number' && t > 0) limit = Math.min(limit, t);
+    }
+    return limit;
+  }
+
+  private context(call: GateCall, manifest: CapabilityManifest, signal: AbortSignal): CallContext {
+    const req = call.request;
+    return {
+      runId: call.run.runId,
+      planId: call.run.planId,
+      intentId: call.run.intentId,
+      requestId: req.id,
+      stepPath: req.stepPath,
+      capability: manifest,
+      store: this.store,
+      workspaceRoot: this.settings.workspaceRoot,
+      allowedHosts: this.settings.allowedHosts,
+      signal,
+      call: (capability, args, subId) => (call.nested ? call.nested(capability, args, subId) : Promise.reject(new CcosError('unsupported', 'nested calls are not available here'))),
+    };
+  }
+}
+
+const KW_TIMEOUT = kw('timeout-ms');
+
+function isMarked(x: unknown): x is { value: Value; costUsd?: number } {
+  return typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[RESULT_MARK] === true;
+}
+
+function providerError(e: unknown, req: HostRequest & { kind: 'call' }): ErrorValue | RtfsError {
+  if (e instanceof ErrorValue || e instanceof RtfsError) return e;
+  if (e instanceof CcosError) return new RtfsError(e.code, e.message, req.pos, undefined, e.hint);
+  return new RtfsError('provider-failed', `${req.capability} failed: ${e instanceof Error ? e.message : String(e)}`, req.pos);
+}

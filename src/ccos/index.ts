@@ -1,0 +1,194 @@
+/**
+ * The CCOS library API: open a node over a data directory, register capabilities, run, resume,
+ * replay and cancel plans, call capabilities through the gate, read and verify the causal chain,
+ * subscribe to actions.
+ *
+ * Owns: wiring the store, key, chain, registry, gate and orchestrator together, and the explicit
+ * export list of the `ccos` layer.
+ * Must never: offer a path to a capability that skips the gate.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { readAll, valueFromJson, type Value } from '../rtfs/index.js';
+import { CausalChain, type Action, type VerifyReport } from './chain.js';
+import { BUILTINS } from './capabilities/builtins.js';
+import { CapabilityRegistry } from './capabilities/registry.js';
+import { loadRtfsCapabilities, rtfsProvider } from './capabilities/rtfs-provider.js';
+import type { CapabilityManifest, Provider } from './capabilities/types.js';
+import { CcosError } from './errors.js';
+import { Gate } from './gate.js';
+import { NodeKey } from './keys.js';
+import { Orchestrator, type ActionListener, type ResumeOptions, type RunOptions, type RunResult } from './orchestrator.js';
+import { resolveDataDir, SqliteStore, type Durability } from './store/sqlite.js';
+import { IntentGraph } from './intents.js';
+
+export { CcosError, describeError } from './errors.js';
+export { ACTION_TYPES, type Action, type ActionType, type VerifyReport } from './chain.js';
+export { PauseRun, withCost, type CapabilityManifest, type CallContext, type Provider, type Effect, type RiskTier, type SchemaSpec } from './capabilities/types.js';
+export { type RunOptions, type RunResult, type ResumeOptions, type RunStatus } from './orchestrator.js';
+export { type Interceptor, type Decision, compose, matchesPattern } from './gate.js';
+export { resolveDataDir, type Durability } from './store/sqlite.js';
+export { valueToPlainJson, plainJsonToValue } from './values-json.js';
+export { IntentGraph, type Intent, type IntentStatus, type IntentRelation } from './intents.js';
+
+export interface CcosOptions {
+  /** Data directory (default: `CCOS_HOME`, else `.ccos` in the current directory). */
+  dataDir?: string;
+  /** `strict`: fsync before a call's result is used. */
+  durability?: Durability;
+  /** Root directory of `ccos.fs.*` (default: the current directory). */
+  workspaceRoot?: string;
+  /** Hosts `ccos.http.fetch` may reach. */
+  allowedHosts?: string[];
+  /** Time limit of a call without its own (ms). */
+  defaultTimeoutMs?: number;
+  /** Refuse to create a missing data dir. */
+  mustExist?: boolean;
+}
+
+/** A summary row of `runs()`. */
+export interface RunSummary {
+  id: string;
+  planId: string;
+  intentId: string | null;
+  file: string;
+  status: string;
+  created: string;
+  updated: string;
+  checkpoint: string | null;
+  waiting: unknown;
+  error: unknown;
+}
+
+/** A CCOS node over one data directory. */
+export class Ccos {
+  readonly store: SqliteStore;
+  readonly chain: CausalChain;
+  readonly registry: CapabilityRegistry;
+  readonly gate: Gate;
+  readonly orchestrator: Orchestrator;
+  readonly intents: IntentGraph;
+  readonly dataDir: string;
+
+  constructor(opts: CcosOptions = {}) {
+    this.dataDir = resolveDataDir(opts.dataDir);
+    this.store = new SqliteStore(this.dataDir, { durability: opts.durability, mustExist: opts.mustExist });
+    const key = NodeKey.load(this.store);
+    this.chain = new CausalChain(this.store, key);
+    this.registry = new CapabilityRegistry(this.store, (m) => (m.provider.kind === 'rtfs' ? rtfsProvider(m) : undefined));
+    for (const b of BUILTINS) this.registry.register(b.manifest, b.provider, !this.registry.manifest(b.manifest.id) || JSON.stringify(this.registry.manifest(b.manifest.id)) !== JSON.stringify(b.manifest));
+    this.gate = new Gate(this.registry, this.store, {
+      workspaceRoot: path.resolve(opts.workspaceRoot ?? process.cwd()),
+      allowedHosts: opts.allowedHosts ?? [],
+      defaultTimeoutMs: opts.defaultTimeoutMs ?? 30_000,
+    });
+    this.orchestrator = new Orchestrator(this.store, this.chain, this.gate);
+    this.intents = new IntentGraph(this.store, this.orchestrator);
+  }
+
+  /** Registers a capability implemented in TypeScript (lives in this process). */
+  registerCapability(manifest: Omit<CapabilityManifest, 'provider' | 'effects' | 'risk' | 'idempotent' | 'deterministic' | 'version' | 'description'> & Partial<CapabilityManifest>, provider: Provider | Provider['invoke']): void {
+    const full: CapabilityManifest = { version: '0.1.0', description: '', effects: [], risk: 'low', idempotent: false, deterministic: false, ...manifest, provider: { kind: 'local' } };
+    this.registry.register(full, typeof provider === 'function' ? { invoke: provider } : provider);
+  }
+
+  /** Registers the `(capability ...)` definitions of an RTFS file (persisted: they survive restarts). */
+  addRtfsCapabilities(file: string): CapabilityManifest[] {
+    const source = readSource(file);
+    const caps = loadRtfsCapabilities(source, path.resolve(file));
+    this.store.tx(() => {
+      for (const c of caps) {
+        this.registry.register(c.manifest, c.provider);
+        this.orchestrator.record({ type: 'CapabilityRegistered', data: { capability: c.manifest.id, version: c.manifest.version, provider: 'rtfs', file: path.resolve(file) } });
+      }
+    });
+    return caps.map((c) => c.manifest);
+  }
+
+  /** Runs a plan given as source text. */
+  run(source: string, opts: RunOptions & { file?: string } = {}): Promise<RunResult> {
+    return this.orchestrator.start(source, opts.file ?? '<plan>', opts);
+  }
+
+  /** Runs a plan file. */
+  runFile(file: string, opts: RunOptions = {}): Promise<RunResult> {
+    return this.orchestrator.start(readSource(file), file, opts);
+  }
+
+  /** Continues a paused or interrupted run by run id or checkpoint id, in this process. */
+  resume(id: string, opts: ResumeOptions = {}): Promise<RunResult> {
+    return this.orchestrator.resume(id, opts);
+  }
+
+  /** Re-executes a run from its journal with no effects; reports identical or the first divergence. */
+  replay(runId: string): ReturnType<Orchestrator['replay']> {
+    return this.orchestrator.replay(runId);
+  }
+
+  cancel(runId: string): RunResult {
+    return this.orchestrator.cancel(runId);
+  }
+
+  /**
+   * Calls one capability through the same gate as plans: it runs as a one-call plan, so it is
+   * decided, journaled and recorded like any other call. `args` is RTFS source text.
+   */
+  call(capability: string, args = '', opts: RunOptions = {}): Promise<RunResult> {
+    if (!/^[^\s()[\]{}"]+$/.test(capability)) throw new CcosError('invalid-input', `invalid capability id ${JSON.stringify(capability)}`);
+    readAll(args, '<args>'); // argument syntax errors are reported before anything runs
+    return this.orchestrator.start(`(call :${capability.replace(/^:/, '')} ${args})`, '<ccos call>', opts);
+  }
+
+  /** Listens to every action this node records. */
+  subscribe(listener: ActionListener): () => void {
+    return this.orchestrator.subscribe(listener);
+  }
+
+  /** Runs, newest first. */
+  runs(filter: { status?: string; limit?: number } = {}): RunSummary[] {
+    const rows = this.store.db
+      .prepare(`SELECT id, plan_id, intent_id, file, status, created, updated, checkpoint, waiting, error FROM runs ${filter.status ? 'WHERE status = ?' : ''} ORDER BY created DESC, rowid DESC LIMIT ?`)
+      .all(...(filter.status ? [filter.status] : []), filter.limit ?? 1000) as Record<string, string | null>[];
+    return rows.map((r) => ({
+      id: r.id!,
+      planId: r.plan_id!,
+      intentId: r.intent_id,
+      file: r.file!,
+      status: r.status!,
+      created: r.created!,
+      updated: r.updated!,
+      checkpoint: r.checkpoint,
+      waiting: r.waiting ? JSON.parse(r.waiting) : null,
+      error: r.error ? JSON.parse(r.error) : null,
+    }));
+  }
+
+  /** Everything known about one run. */
+  runDetails(runId: string): (RunSummary & { source: string; inputs: string; result: Value | null; actions: Action[] }) | undefined {
+    const row = this.orchestrator.runRow(runId);
+    if (!row) return undefined;
+    const summary = this.runs().find((r) => r.id === runId)!;
+    return { ...summary, source: row.source, inputs: row.inputs, result: row.result ? valueFromJson(JSON.parse(row.result)) : null, actions: this.chain.list({ runId }) };
+  }
+
+  verifyChain(): VerifyReport {
+    return this.chain.verify();
+  }
+
+  close(): void {
+    this.store.close();
+  }
+}
+
+function readSource(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new CcosError('file', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
+}
+
+/** Opens a CCOS node over a data directory. */
+export function openCcos(opts: CcosOptions = {}): Ccos {
+  return new Ccos(opts);
+}

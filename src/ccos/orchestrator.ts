@@ -1,0 +1,595 @@
+/**
+ * The orchestrator: drives RTFS machines, answers their requests through the one gate, and keeps
+ * the journal, checkpoints and causal chain that make runs resumable and auditable.
+ *
+ * Owns: run lifecycle (start, pause, resume in any process, complete, fail, cancel), step
+ * semantics (timeouts, retries with backoff, `:on-fail`), the journal of every answer given to a
+ * machine, checkpoints `cp-<sha256>` at pauses and step boundaries, crash recovery (a completed
+ * effect is never executed twice; an in-flight call is retried only if idempotent), and replay.
+ * Must never: run a capability except through `Gate`; let a machine continue before the answer it
+ * receives is durably journaled.
+ *
+ * Resume = restore the latest checkpoint, then answer every request the (deterministic) machine
+ * asks again from the journal, by request id. Only requests with no journaled answer do work.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import os from 'node:os';
+import type { Json } from '../common/canonical.js';
+import {
+  COMPENSATION_CAPABILITY,
+  ErrorValue,
+  IMap,
+  Keyword,
+  List,
+  RtfsError,
+  createRuntime,
+  errorToJson,
+  kw,
+  prStr,
+  restoreMachine,
+  saveMachine,
+  valueFromJson,
+  valueToJson,
+  type HostRequest,
+  type Machine,
+  type MachineState,
+  type Outcome,
+  type RMap,
+  type Resolution,
+  type Runtime,
+  type Scope,
+  type Value,
+} from '../rtfs/index.js';
+import type { Action, CausalChain, NewAction } from './chain.js';
+import { CcosError } from './errors.js';
+import type { Decision, Gate } from './gate.js';
+import type { SqliteStore } from './store/sqlite.js';
+import { PauseRun } from './capabilities/types.js';
+
+export type RunStatus = 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
+
+/** Options of one run. */
+export interface RunOptions {
+  /** Bound to the global `input` in the plan, as a map with keyword keys. */
+  inputs?: Record<string, Value>;
+  intentId?: string;
+  /** Fuel for pure computation (function calls + loop iterations). */
+  fuel?: number;
+  /** Capability id patterns (`*` wildcard) a run may call; empty = all registered. */
+  allow?: string[];
+  /** Capability id patterns a run may never call. */
+  deny?: string[];
+}
+
+/** What a run ended with (for now). */
+export interface RunResult {
+  runId: string;
+  status: RunStatus;
+  value?: Value;
+  error?: { code: string; message: string; hint?: string; file?: string; line?: number; col?: number };
+  /** For a paused run: what it waits for. */
+  waiting?: Json;
+  checkpoint?: string;
+}
+
+/** How `resume` answers what a paused run waits for. */
+export interface ResumeOptions {
+  /** Result for calls waiting on a person (`ccos.user.ask`) or whose outcome is unknown. */
+  answer?: Value;
+  /** Fail those calls instead, with this message. */
+  fail?: string;
+  /** Run again the calls whose outcome is unknown (you know they did not happen). */
+  retryUnknown?: boolean;
+}
+
+interface RunRow {
+  id: string;
+  plan_id: string;
+  intent_id: string | null;
+  file: string;
+  source: string;
+  inputs: string;
+  options: string;
+  status: RunStatus;
+  created: string;
+  updated: string;
+  checkpoint: string | null;
+  result: string | null;
+  error: string | null;
+  waiting: string | null;
+  owner: string | null;
+}
+
+interface JournalRow {
+  request_id: string;
+  kind: string;
+  capability: string | null;
+  args_hash: string | null;
+  status: 'answered' | 'started' | 'waiting';
+  answer: string | null;
+}
+
+/** The state of a run being driven in this process. */
+export interface ActiveRun {
+  readonly runId: string;
+  readonly planId: string;
+  readonly intentId: string | null;
+  readonly options: RunOptions;
+  runtime: Runtime;
+  machine: Machine;
+  resume?: ResumeOptions;
+}
+
+/** A pause requested while answering (a person must act). */
+interface Pause {
+  pause: true;
+  waiting: Json;
+}
+
+const isPause = (x: Resolution | Pause): x is Pause => (x as Pause).pause === true;
+
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+const owner = (): string => `${process.pid}@${os.hostname()}`;
+
+/** Answers serialized into the journal (exact RTFS encoding). */
+function encodeResolution(r: Resolution): string {
+  if ('retry' in r) return JSON.stringify({ retry: true });
+  if ('error' in r) return JSON.stringify({ error: errorToJson(r.error) });
+  return JSON.stringify({ value: valueToJson(r.value) });
+}
+
+function decodeResolution(text: string, rt: Runtime): Resolution {
+  const j = JSON.parse(text) as { retry?: boolean; error?: Json; value?: Json };
+  if (j.retry) return { retry: true };
+  if ('error' in j) return { error: valueFromJson(j.error as Json, rt) as ErrorValue };
+  return { value: valueFromJson(j.value as Json, rt) };
+}
+
+function argsHash(capability: string, args: Value[]): string {
+  return sha(`${capability}\n${JSON.stringify(args.map((a) => valueToJson(a)))}`);
+}
+
+/** Readable error for the chain and for results. */
+export function errorSummary(e: ErrorValue | RtfsError | CcosError | Error): RunResult['error'] {
+  if (e instanceof ErrorValue) {
+    const code = e.data.get(kw('code'));
+    return { code: code instanceof Keyword ? code.name : e.type.name, message: e.message, hint: e.hint, file: e.pos?.file, line: e.pos?.line, col: e.pos?.col };
+  }
+  if (e instanceof RtfsError) return { code: e.code, message: e.message, hint: e.hint, file: e.pos?.file, line: e.pos?.line, col: e.pos?.col };
+  if (e instanceof CcosError) return { code: e.code, message: e.message, hint: e.hint };
+  return { code: 'internal', message: e.message };
+}
+
+function clean<T extends Record<string, unknown>>(o: T): T {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+function stepOpt(scope: Scope | undefined, key: string): Value {
+  if (!scope || !IMap.isMap(scope.opts)) return null;
+  return (scope.opts as RMap).get(kw(key), null) as Value;
+}
+
+/** Listeners of chain actions (live step tree, library subscribers). */
+export type ActionListener = (a: Action) => void;
+
+export class Orchestrator {
+  private readonly listeners = new Set<ActionListener>();
+
+  constructor(
+    private readonly store: SqliteStore,
+    private readonly chain: CausalChain,
+    private readonly gate: Gate,
+  ) {}
+
+  /** Subscribes to every action this orchestrator records; returns the unsubscribe function. */
+  subscribe(l: ActionListener): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  /** Appends an action and tells subscribers. Call inside `store.tx`. */
+  record(a: NewAction): Action {
+    const action = this.chain.append(a);
+    for (const l of this.listeners) l(action);
+    return action;
+  }
+
+  private ctxAction(run: ActiveRun, type: NewAction['type'], stepPath: readonly string[], data: Record<string, Json>, extra: Partial<NewAction> = {}): Action {
+    return this.record({ type, runId: run.runId, planId: run.planId, intentId: run.intentId, stepPath: [...stepPath], data, ...extra });
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // Starting
+
+  /** Compiles and starts a plan; returns when it completes, fails or pauses. */
+  async start(source: string, file: string, opts: RunOptions = {}): Promise<RunResult> {
+    const runtime = createRuntime();
+    let inputs: RMap = IMap<Value, Value>();
+    for (const [k, v] of Object.entries(opts.inputs ?? {})) inputs = inputs.set(kw(k), v);
+    runtime.load(`(def input ${prStr(inputs)})`, '<input>');
+    const unit = runtime.load(source, file); // compile errors throw here: nothing has run
+    const runId = `run-${randomUUID()}`;
+    const planId = `plan-${sha(source).slice(0, 16)}`;
+    const now = new Date().toISOString();
+    const machine = runtime.machine();
+    if (opts.fuel !== undefined) machine.fuel = opts.fuel;
+    const run: ActiveRun = { runId, planId, intentId: opts.intentId ?? null, options: opts, runtime, machine };
+    runtime.runToCompletion(runtime.units[0].main); // defines `input`
+    this.store.tx(() => {
+      this.store.db
+        .prepare('INSERT INTO runs (id, plan_id, intent_id, file, source, inputs, options, status, created, updated, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(runId, planId, run.intentId, file, source, prStr(inputs), JSON.stringify({ ...opts, inputs: undefined }), 'running', now, now, owner());
+      this.ctxAction(run, 'PlanStarted', [], { file, source_sha256: sha(source), inputs: prStr(inputs) });
+    });
+    machine.start(unit.main);
+    return this.drive(run);
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // Resuming
+
+  /** Continues a paused or crashed run (by run id or checkpoint id) in this process. */
+  async resume(idOrCheckpoint: string, resumeOpts: ResumeOptions = {}): Promise<RunResult> {
+    let row = this.runRow(idOrCheckpoint);
+    let cpId: string | null = null;
+    if (!row && idOrCheckpoint.startsWith('cp-')) {
+      const cp = this.store.db.prepare('SELECT run_id FROM checkpoints WHERE id = ?').get(idOrCheckpoint) as { run_id: string } | undefined;
+      if (cp) {
+        row = this.runRow(cp.run_id);
+        cpId = idOrCheckpoint;
+      }
+    }
+    if (!row) throw new CcosError('not-found', `no run or checkpoint ${idOrCheckpoint}`, { hint: 'list runs with `ccos runs list`' });
+    if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') {
+      throw new CcosError('run-finished', `run ${row.id} is already ${row.status}`, { hint: '`ccos runs show` shows its result; `ccos replay` re-checks it' });
+    }
+    this.claim(row);
+    const opts = JSON.parse(row.options) as RunOptions;
+    const run = this.restore(row, cpId ?? row.checkpoint);
+    run.resume = resumeOpts;
+    this.store.tx(() => {
+      this.ctxAction(run, 'PlanResumed', [], { checkpoint: cpId ?? row!.checkpoint, by: owner() });
+      this.store.db.prepare("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), run.runId);
+    });
+    void opts;
+    return this.drive(run);
+  }
+
+  /** Rebuilds the machine of a run: from a checkpoint, or from the start (the journal answers). */
+  private restore(row: RunRow, checkpoint: string | null): ActiveRun {
+    const options = JSON.parse(row.options) as RunOptions;
+    if (checkpoint) {
+      const cp = this.store.db.prepare('SELECT state FROM checkpoints WHERE id = ?').get(checkpoint) as { state: string } | undefined;
+      if (!cp) throw new CcosError('checkpoint', `checkpoint ${checkpoint} of run ${row.id} is missing`, { hint: 'resume by run id to use the latest checkpoint, or replay the run' });
+      const { runtime, machine } = restoreMachine(JSON.parse(cp.state) as MachineState);
+      return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine };
+    }
+    const runtime = createRuntime();
+    runtime.load(`(def input ${row.inputs})`, '<input>');
+    const unit = runtime.load(row.source, row.file);
+    runtime.runToCompletion(runtime.units[0].main);
+    const machine = runtime.machine();
+    if (options.fuel !== undefined) machine.fuel = options.fuel;
+    machine.start(unit.main);
+    return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine };
+  }
+
+  /** Takes the run's lease; refuses when a live process on this host holds it. */
+  private claim(row: RunRow): void {
+    if (row.owner && row.status === 'running') {
+      const [pid, host] = row.owner.split('@');
+      if (host === os.hostname() && Number(pid) !== process.pid && processAlive(Number(pid))) {
+        throw new CcosError('run-busy', `run ${row.id} is being driven by process ${pid}`, { hint: 'wait for it to pause or finish; `ccos cancel` stops it' });
+      }
+    }
+    this.store.db.prepare('UPDATE runs SET owner = ? WHERE id = ?').run(owner(), row.id);
+  }
+
+  runRow(id: string): RunRow | undefined {
+    return this.store.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // Driving
+
+  private async drive(run: ActiveRun): Promise<RunResult> {
+    for (;;) {
+      const status = (this.store.db.prepare('SELECT status FROM runs WHERE id = ?').get(run.runId) as { status: string }).status;
+      if (status === 'cancelled') return this.finishCancelled(run);
+      let out: Outcome;
+      try {
+        out = run.machine.run();
+      } catch (e) {
+        return this.finishFailed(run, e as Error);
+      }
+      if (out.status === 'complete') return this.finishCompleted(run, out.value);
+      if (out.status === 'error') return this.finishFailed(run, out.error);
+      if (out.status === 'out-of-fuel') return this.finishFailed(run, new RtfsError('fuel-exhausted', 'the plan ran out of fuel (a runaway loop or recursion?)', undefined, undefined, 'raise the fuel limit with --fuel, or fix the loop'));
+      const answers = await Promise.all(out.requests.map((r) => this.answer(run, r).catch((e: unknown) => ({ error: asError(e) }) as Resolution)));
+      const pauses = answers.filter(isPause);
+      const ready = out.requests.map((r, i) => ({ id: r.id, resolution: answers[i] })).filter((a): a is { id: string; resolution: Resolution } => !isPause(a.resolution));
+      run.machine.resume(ready);
+      if (pauses.length > 0) return this.pause(run, pauses.length === 1 ? pauses[0].waiting : pauses.map((p) => p.waiting));
+    }
+  }
+
+  /** The answer to one request: from the journal if it has one, else by doing the work. */
+  private async answer(run: ActiveRun, req: HostRequest): Promise<Resolution | Pause> {
+    const j = this.store.db.prepare('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined;
+    if (j?.status === 'answered') return decodeResolution(j.answer!, run.runtime);
+    switch (req.kind) {
+      case 'step-start':
+        return this.stepStart(run, req);
+      case 'step-end':
+        return this.stepEnd(run, req);
+      case 'call':
+        if (j?.status === 'started') return this.inFlightAfterCrash(run, req, j);
+        if (j?.status === 'waiting') return this.answerWaiting(run, req, j);
+        return this.call(run, req);
+    }
+  }
+
+  private journal(run: ActiveRun, req: HostRequest, status: JournalRow['status'], answer: Resolution | null, capability?: string, argsH?: string): void {
+    this.store.db
+      .prepare(
+        `INSERT INTO journal (run_id, request_id, kind, capability, args_hash, status, answer) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(run_id, request_id) DO UPDATE SET status = excluded.status, answer = excluded.answer`,
+      )
+      .run(run.runId, req.id, req.kind, capability ?? null, argsH ?? null, status, answer ? encodeResolution(answer) : null);
+  }
+
+  private stepStart(run: ActiveRun, req: HostRequest & { kind: 'step-start' }): Resolution {
+    const answer: Resolution = { value: null };
+    this.store.tx(() => {
+      this.ctxAction(run, 'StepStarted', req.stepPath, clean({ name: req.name, options: req.opts === null ? undefined : prStr(req.opts), meta: req.meta === null ? undefined : prStr(req.meta) }) as Record<string, Json>);
+      this.journal(run, req, 'answered', answer);
+    });
+    this.checkpoint(run, 'step-start');
+    return answer;
+  }
+
+  private async stepEnd(run: ActiveRun, req: HostRequest & { kind: 'step-end' }): Promise<Resolution> {
+    const scope = req.scopes[req.scopes.length - 1];
+    if (req.outcome.ok) {
+      const answer: Resolution = { value: req.outcome.value };
+      this.store.tx(() => {
+        this.ctxAction(run, 'StepCompleted', req.stepPath, { name: req.name, value: prStr(req.outcome.ok ? req.outcome.value : null).slice(0, 2000) });
+        this.journal(run, req, 'answered', answer);
+      });
+      this.checkpoint(run, 'step-end');
+      return answer;
+    }
+    const error = req.outcome.error;
+    const retries = stepOpt(scope, 'retries');
+    const max = IMap.isMap(retries) ? Number((retries as RMap).get(kw('max'), 0)) : 0;
+    const backoff = IMap.isMap(retries) ? Number((retries as RMap).get(kw('backoff-ms'), 0)) : 0;
+    const attempt = scope?.attempt ?? 0;
+    if (attempt < max) {
+      const answer: Resolution = { retry: true };
+      const delay = backoff * 2 ** attempt;
+      this.store.tx(() => {
+        this.ctxAction(run, 'StepRetrying', req.stepPath, { name: req.name, attempt: attempt + 1, of: max, backoff_ms: delay, error: errorSummary(error) as unknown as Json });
+        this.journal(run, req, 'answered', answer);
+      });
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      return answer;
+    }
+    const onFail = stepOpt(scope, 'on-fail');
+    const cont = onFail instanceof Keyword && onFail.name === 'continue';
+    const answer: Resolution = cont ? { value: null } : { error };
+    this.store.tx(() => {
+      this.ctxAction(run, 'StepFailed', req.stepPath, { name: req.name, error: errorSummary(error) as unknown as Json, continued: cont });
+      this.journal(run, req, 'answered', answer);
+    });
+    return answer;
+  }
+
+  /** A governed capability call: gate, journal before the effect, result journaled before use. */
+  private async call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false): Promise<Resolution | Pause> {
+    if (req.capability === COMPENSATION_CAPABILITY) {
+      // Compensation stacks are issue-5 work; record that one was registered.
+      const answer: Resolution = { value: null };
+      this.store.tx(() => this.journal(run, req, 'answered', answer));
+      return answer;
+    }
+    const h = argsHash(req.capability, req.args);
+    const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
+      const sub = { ...req, id: `${req.id}/${subId}`, capability, args, meta: null };
+      const j = this.store.db.prepare('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, sub.id) as JournalRow | undefined;
+      const r = j?.status === 'answered' ? decodeResolution(j.answer!, run.runtime) : j?.status === 'started' ? await this.inFlightAfterCrash(run, sub, j) : await this.call(run, sub);
+      if (isPause(r)) throw new CcosError('unsupported', `${capability} needs a person, which a capability's own calls cannot wait for`);
+      if ('error' in r) throw r.error;
+      if ('retry' in r) throw new CcosError('internal', 'unexpected retry answer');
+      return r.value;
+    };
+    const outcome = await this.gate.call<Pause>(
+      { run, request: req, retry: retryOfUnknown, nested },
+      {
+        beforeEffect: (decision: Decision, stepPath: readonly string[]) =>
+          this.store.tx(() => {
+            const d = this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
+            if (decision.decision !== 'allow') return d;
+            const c = this.ctxAction(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: prStr(List(req.args)), request: req.id, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>, { parentId: d.id });
+            this.journal(run, req, 'started', null, req.capability, h);
+            return c;
+          }),
+        afterEffect: (callAction, result, durationMs) =>
+          this.store.tx(() => {
+            const answer: Resolution = 'error' in result ? { error: result.error } : { value: result.value };
+            const data: Record<string, Json> = 'error' in result ? { capability: req.capability, ok: false, error: errorSummary(result.error) as unknown as Json } : { capability: req.capability, ok: true, result: prStr(result.value) };
+            this.ctxAction(run, 'CapabilityResult', req.stepPath, data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
+            this.journal(run, req, 'answered', answer, req.capability, h);
+          }),
+        denied: (error) => {
+          const answer: Resolution = { error };
+          this.store.tx(() => this.journal(run, req, 'answered', answer, req.capability, h));
+          return answer;
+        },
+        waiting: (waiting) => {
+          this.store.tx(() => this.journal(run, req, 'waiting', null, req.capability, h));
+          return { pause: true, waiting } as Pause;
+        },
+      },
+    );
+    return outcome;
+  }
+
+  /** A call journaled as started but never answered: the process died during it. */
+  private async inFlightAfterCrash(run: ActiveRun, req: HostRequest & { kind: 'call' }, j: JournalRow): Promise<Resolution | Pause> {
+    const manifest = this.gate.manifest(req.capability);
+    if (j.args_hash !== argsHash(req.capability, req.args)) {
+      throw new CcosError('replay-divergence', `request ${req.id} asks ${req.capability} with other arguments than journaled`, { hint: 'the plan or its inputs changed since the run started' });
+    }
+    if (manifest?.idempotent || run.resume?.retryUnknown) return this.call(run, req, true);
+    if (run.resume?.answer !== undefined || run.resume?.fail !== undefined) return this.answerWaiting(run, req, j);
+    return { pause: true, waiting: { kind: 'outcome-unknown', capability: req.capability, request: req.id, step: [...req.stepPath], hint: 'the process stopped while this non-idempotent call ran; check whether it took effect, then `ccos resume RUN --retry-unknown` or `--answer VALUE` or `--fail MESSAGE`' } };
+  }
+
+  /** A call waiting on a person: answered by `ccos resume --answer/--fail`, else still paused. */
+  private answerWaiting(run: ActiveRun, req: HostRequest & { kind: 'call' }, j: JournalRow): Resolution | Pause {
+    const r = run.resume;
+    if (r?.answer === undefined && r?.fail === undefined) {
+      return { pause: true, waiting: { kind: 'answer', capability: req.capability, request: req.id, args: prStr(List(req.args)) } };
+    }
+    const answer: Resolution = r.fail !== undefined ? { error: new RtfsError('rejected', r.fail) } : { value: r.answer! };
+    this.store.tx(() => {
+      this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { capability: req.capability, ok: true, result: prStr(answer.value), answered_by: 'resume' } : { capability: req.capability, ok: false, error: r.fail!, answered_by: 'resume' });
+      this.journal(run, req, 'answered', answer, req.capability, j.args_hash ?? undefined);
+    });
+    // One answer serves one waiting call.
+    run.resume = { ...r, answer: undefined, fail: undefined };
+    return answer;
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // Checkpoints and endings
+
+  /** Saves the machine (suspended, requests pending) as `cp-<sha256>`; returns the id. */
+  checkpoint(run: ActiveRun, reason: string): string {
+    const state = JSON.stringify(saveMachine(run.runtime, run.machine));
+    const id = `cp-${sha(state)}`;
+    this.store.tx(() => {
+      this.store.db.prepare('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, new Date().toISOString(), reason, state);
+      this.store.db.prepare('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, new Date().toISOString(), run.runId);
+      this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
+    });
+    return id;
+  }
+
+  private pause(run: ActiveRun, waiting: Json): RunResult {
+    const cp = this.checkpoint(run, 'pause');
+    this.store.tx(() => {
+      this.ctxAction(run, 'PlanPaused', [], { checkpoint: cp, waiting });
+      this.store.db.prepare("UPDATE runs SET status = 'paused', waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(waiting), new Date().toISOString(), run.runId);
+      this.chain.seal();
+    });
+    return { runId: run.runId, status: 'paused', waiting, checkpoint: cp };
+  }
+
+  private finishCompleted(run: ActiveRun, value: Value): RunResult {
+    this.store.tx(() => {
+      this.ctxAction(run, 'PlanCompleted', [], { result: prStr(value) });
+      this.store.db.prepare("UPDATE runs SET status = 'completed', result = ?, owner = NULL, waiting = NULL, updated = ? WHERE id = ?").run(JSON.stringify(valueToJson(value)), new Date().toISOString(), run.runId);
+      this.chain.seal();
+    });
+    return { runId: run.runId, status: 'completed', value };
+  }
+
+  private finishFailed(run: ActiveRun, e: ErrorValue | Error): RunResult {
+    const error = errorSummary(e as ErrorValue);
+    this.store.tx(() => {
+      this.ctxAction(run, 'PlanAborted', [], { error: error as unknown as Json });
+      this.store.db.prepare("UPDATE runs SET status = 'failed', error = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(error), new Date().toISOString(), run.runId);
+      this.chain.seal();
+    });
+    return { runId: run.runId, status: 'failed', error };
+  }
+
+  private finishCancelled(run: ActiveRun): RunResult {
+    this.store.tx(() => {
+      this.ctxAction(run, 'PlanCancelled', [], { by: owner() });
+      this.store.db.prepare('UPDATE runs SET owner = NULL, updated = ? WHERE id = ?').run(new Date().toISOString(), run.runId);
+      this.chain.seal();
+    });
+    return { runId: run.runId, status: 'cancelled' };
+  }
+
+  /** Cancels a run: a paused run at once; a running one at its next request. */
+  cancel(runId: string): RunResult {
+    const row = this.runRow(runId);
+    if (!row) throw new CcosError('not-found', `no run ${runId}`, { hint: 'list runs with `ccos runs list`' });
+    if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') throw new CcosError('run-finished', `run ${runId} is already ${row.status}`);
+    this.store.tx(() => {
+      this.store.db.prepare("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
+      if (row.status === 'paused' || !row.owner) {
+        this.record({ type: 'PlanCancelled', runId, planId: row.plan_id, intentId: row.intent_id, data: { by: owner() } });
+        this.chain.seal();
+      }
+    });
+    return { runId, status: 'cancelled' };
+  }
+
+  // -----------------------------------------------------------------------------------------------
+  // Replay
+
+  /**
+   * Re-executes a run from its source with every answer taken from the journal and no effects;
+   * reports `identical`, or the first divergence.
+   */
+  replay(runId: string): { identical: boolean; requests: number; divergence?: string; result?: string } {
+    const row = this.runRow(runId);
+    if (!row) throw new CcosError('not-found', `no run ${runId}`);
+    const run = this.restore(row, null);
+    const journal = new Map((this.store.db.prepare('SELECT * FROM journal WHERE run_id = ?').all(runId) as JournalRow[]).map((j) => [j.request_id, j]));
+    let requests = 0;
+    for (;;) {
+      const out = run.machine.run();
+      if (out.status === 'suspended') {
+        const answers: { id: string; resolution: Resolution }[] = [];
+        for (const r of out.requests) {
+          requests++;
+          const j = journal.get(r.id);
+          if (!j || j.status !== 'answered') {
+            if (row.status === 'paused' || row.status === 'running') return { identical: true, requests: requests - 1, result: `(run is ${row.status}; replayed up to request ${r.id})` };
+            return { identical: false, requests, divergence: `request ${r.id} (${r.kind}${r.kind === 'call' ? ' ' + r.capability : ''}) has no journaled answer` };
+          }
+          if (r.kind === 'call' && j.args_hash !== argsHash(r.capability, r.args)) {
+            return { identical: false, requests, divergence: `request ${r.id}: ${r.capability} called with other arguments than journaled` };
+          }
+          if (r.kind !== j.kind) return { identical: false, requests, divergence: `request ${r.id} is a ${r.kind}, the journal has a ${j.kind}` };
+          answers.push({ id: r.id, resolution: decodeResolution(j.answer!, run.runtime) });
+        }
+        run.machine.resume(answers);
+        continue;
+      }
+      const recorded = row.status === 'completed' ? prStr(valueFromJson(JSON.parse(row.result!) as Json, run.runtime)) : null;
+      if (out.status === 'complete') {
+        const got = prStr(out.value);
+        if (recorded !== null && got !== recorded) return { identical: false, requests, divergence: `final value ${got} differs from the recorded ${recorded}` };
+        if (row.status === 'failed') return { identical: false, requests, divergence: 'the run failed, its replay completed' };
+        return { identical: true, requests, result: got };
+      }
+      const err = out.status === 'error' ? out.error.message : 'out of fuel';
+      if (row.status === 'failed') return { identical: true, requests, result: `failed: ${err}` };
+      return { identical: false, requests, divergence: `replay failed (${err}) where the run was ${row.status}` };
+    }
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
+  }
+}
+
+function asError(e: unknown): ErrorValue | RtfsError {
+  if (e instanceof ErrorValue || e instanceof RtfsError) return e;
+  if (e instanceof CcosError) return new RtfsError(e.code, e.message, undefined, undefined, e.hint);
+  return new RtfsError('host', e instanceof Error ? e.message : String(e));
+}
+
+export { PauseRun };
