@@ -151,7 +151,7 @@ describe('collection types', () => {
     ok('[:vector :int]', V('[]'));
     ok('[:vector :int]', V('[1 2 3]'));
     assert.equal(bad('[:vector :int]', V('[1 "two" 3 :four]')), '[1] expected :int, got "two"\n[3] expected :int, got :four');
-    assert.equal(bad('[:vector :int]', V('{:a 1}')), '[] expected [:vector :int], got {:a 1}');
+    assert.equal(bad('[:vector :int]', V('{:a 1}')), 'expected [:vector :int], got {:a 1}');
     bad('[:vector :int]', RList.from([1]));
     ok('[:list :string]', RList.from(['a', 'b']));
     assert.equal(bad('[:list :string]', RList.from(['a', 1])), '[1] expected :string, got 1');
@@ -164,7 +164,7 @@ describe('collection types', () => {
     bad('[:tuple :int :string]', V('[1]'));
     bad('[:tuple :int :string]', V('[1 "a" 2]'));
     assert.equal(bad('[:tuple :int :string]', V('[1 2]')), '[1] expected :string, got 2');
-    assert.equal(bad('[:tuple :int]', V('[1 2]')), '[] expected [:tuple :int], got [1 2]');
+    assert.equal(bad('[:tuple :int]', V('[1 2]')), 'expected [:tuple :int], got [1 2]');
   });
   it('map-of checks every key and value', () => {
     for (const t of ['[:map-of :keyword :int]', '[:dict :keyword :int]']) {
@@ -208,7 +208,7 @@ describe('record types', () => {
     assert.equal(bad('[:map [:user [:map [:name :string]]]]', V('{:user {}}')), '[:user :name] missing required key (expected :string)');
   });
   it('rejects non-maps', () => {
-    assert.equal(bad('[:map [:a :int]]', V('[1]')), '[] expected [:map [:a :int]], got [1]');
+    assert.equal(bad('[:map [:a :int]]', V('[1]')), 'expected [:map [:a :int]], got [1]');
   });
   it('brace form', () => {
     const t = '[:map {:a :int :b :string?}]';
@@ -242,8 +242,8 @@ describe('the path example', () => {
     assert.equal(errs[0].got, '12');
     assert.equal(errs[0].message, '[:items 3 :price] expected :float, got "12"');
   });
-  it('root errors print an empty path', () => {
-    assert.equal(bad(':int', 'x'), '[] expected :int, got "x"');
+  it('root errors print no path', () => {
+    assert.equal(bad(':int', 'x'), 'expected :int, got "x"');
   });
   it('paths through tuples and map-of', () => {
     assert.equal(
@@ -266,20 +266,20 @@ describe('union, and, enum, val, fn', () => {
       ok(t, 's');
       bad(t, kw('k'));
     }
-    assert.equal(bad('[:union :int :string]', kw('k')), '[] expected [:union :int :string], got :k');
+    assert.equal(bad('[:union :int :string]', kw('k')), 'expected [:union :int :string], got :k');
   });
   it('and with refinements and with types', () => {
     ok('[:and :int [:> 0] [:< 10]]', 5);
-    assert.equal(bad('[:and :int [:> 0] [:< 10]]', 0), '[] expected [:> 0], got 0');
-    assert.equal(bad('[:and :int [:> 0] [:< 10]]', 'x'), '[] expected :int, got "x"');
-    assert.equal(bad('[:and :int [:> 5] [:< 3]]', 4), '[] expected [:> 5], got 4\n[] expected [:< 3], got 4');
+    assert.equal(bad('[:and :int [:> 0] [:< 10]]', 0), 'expected [:> 0], got 0');
+    assert.equal(bad('[:and :int [:> 0] [:< 10]]', 'x'), 'expected :int, got "x"');
+    assert.equal(bad('[:and :int [:> 5] [:< 3]]', 4), 'expected [:> 5], got 4\nexpected [:< 3], got 4');
     ok('[:and :map [:map [:a :int]] [:map [:b :int]]]', V('{:a 1 :b 2}'));
     assert.equal(bad('[:and :map [:map [:a :int]] [:map [:b :int]]]', V('{:a 1}')), '[:b] missing required key (expected :int)');
   });
   it('enum', () => {
     ok('[:enum :a :b]', kw('a'));
     ok('[:enum "x" 1 nil]', null);
-    assert.equal(bad('[:enum :a :b]', kw('c')), '[] expected [:enum :a :b], got :c');
+    assert.equal(bad('[:enum :a :b]', kw('c')), 'expected [:enum :a :b], got :c');
     bad('[:enum :a :b]', 'a');
     bad('[:enum 1]', new RFloat(1));
   });
@@ -287,7 +287,7 @@ describe('union, and, enum, val, fn', () => {
     ok('[:val 3]', 3);
     ok('[:= "x"]', 'x');
     ok('[:val [1 2]]', V('[1 2]'));
-    assert.equal(bad('[:val :on]', kw('off')), '[] expected [:val :on], got :off');
+    assert.equal(bad('[:val :on]', kw('off')), 'expected [:val :on], got :off');
     assert.equal(printType(T('[:= 1]')), '[:val 1]');
   });
   it('function types accept any function', () => {
@@ -370,7 +370,7 @@ describe('refinements', () => {
     bad(r('[:has-key :a]'), V('{:b 1}'));
     bad(r('[:has-key :a]'), V('[:a]'));
     ok(r('[:required-keys [:a :b]]'), V('{:a 1 :b 2 :c 3}'));
-    assert.equal(bad(r('[:required-keys [:a :b]]', ':map'), V('{:a 1}')), '[] expected [:required-keys [:a :b]], got {:a 1}');
+    assert.equal(bad(r('[:required-keys [:a :b]]', ':map'), V('{:a 1}')), 'expected [:required-keys [:a :b]], got {:a 1}');
   });
   it('is-url and is-email', () => {
     ok(r('[:is-url]', ':string'), 'https://example.com/a?b=1');

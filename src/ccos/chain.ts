@@ -149,12 +149,12 @@ export class CausalChain {
   seal(): void {
     const h = this.head.get() as { seq: number; hash: string } | undefined;
     if (!h) return;
-    const exists = this.store.db.prepare('SELECT 1 FROM seals WHERE seq = ?').get(h.seq);
+    const exists = this.store.stmt('SELECT 1 FROM seals WHERE seq = ?').get(h.seq);
     this.sinceSeal = 0;
     if (exists) return;
     const time = new Date().toISOString();
     const signature = this.key.sign(sealMessage(h.seq, h.hash));
-    this.store.db.prepare('INSERT INTO seals (seq, head_hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)').run(h.seq, h.hash, time, this.key.id, signature);
+    this.store.stmt('INSERT INTO seals (seq, head_hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)').run(h.seq, h.hash, time, this.key.id, signature);
   }
 
   /** Stores large values by content hash; the action keeps `{"$blob": "sha256:..."}`. */
@@ -162,6 +162,11 @@ export class CausalChain {
     const out: Record<string, Json> = {};
     for (const [k, v] of Object.entries(data)) {
       if (v === undefined) continue;
+      // Short scalars are inline by definition; only measure what could be large.
+      if (v === null || typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length < INLINE_LIMIT / 6)) {
+        out[k] = v;
+        continue;
+      }
       const text = canonicalJson(v);
       if (text.length > INLINE_LIMIT) {
         const hash = `sha256:${sha256(text)}`;
@@ -174,7 +179,7 @@ export class CausalChain {
 
   /** A stored blob's JSON. */
   blob(hash: string): Json | undefined {
-    const row = this.store.db.prepare('SELECT content FROM blobs WHERE hash = ?').get(hash) as { content: string } | undefined;
+    const row = this.store.stmt('SELECT content FROM blobs WHERE hash = ?').get(hash) as { content: string } | undefined;
     return row ? (JSON.parse(row.content) as Json) : undefined;
   }
 
@@ -191,7 +196,7 @@ export class CausalChain {
       args.push(filter.afterSeq);
     }
     const sql = `SELECT * FROM actions ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq${filter.limit ? ' LIMIT ' + Number(filter.limit) : ''}`;
-    return (this.store.db.prepare(sql).all(...args) as ActionRow[]).map(rowToAction);
+    return (this.store.stmt(sql).all(...args) as ActionRow[]).map(rowToAction);
   }
 
   /** Streams every action (for export and verification) without loading the chain in memory. */
@@ -206,7 +211,7 @@ export class CausalChain {
    */
   verify(): VerifyReport {
     const problems: { seq: number; problem: string }[] = [];
-    const seals = this.store.db.prepare('SELECT * FROM seals ORDER BY seq').all() as { seq: number; head_hash: string; key_id: string; signature: string }[];
+    const seals = this.store.stmt('SELECT * FROM seals ORDER BY seq').all() as { seq: number; head_hash: string; key_id: string; signature: string }[];
     const sealAt = new Map(seals.map((s) => [s.seq, s]));
     let expectedSeq = 1;
     let prev = GENESIS;

@@ -145,13 +145,19 @@ export class Gate {
     let timer: NodeJS.Timeout | undefined;
     try {
       const ctx = this.context(call, cap.manifest, controller.signal);
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          controller.abort();
-          reject(new RtfsError('timeout', `${req.capability} did not answer within ${limit} ms`, req.pos, undefined, 'raise :timeout-ms on the step, or check the provider'));
-        }, limit);
-      });
-      const raw = await Promise.race([Promise.resolve(cap.provider.invoke(req.args, ctx)), timeout]);
+      const pending = cap.provider.invoke(req.args, ctx);
+      // A synchronous provider has already finished; only a pending one needs a time limit.
+      const raw = !(pending instanceof Promise)
+        ? pending
+        : await Promise.race([
+            pending,
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => {
+                controller.abort();
+                reject(new RtfsError('timeout', `${req.capability} did not answer within ${limit} ms`, req.pos, undefined, 'raise :timeout-ms on the step, or check the provider'));
+              }, limit);
+            }),
+          ]);
       const result = isMarked(raw) ? { value: raw.value, costUsd: raw.costUsd } : { value: raw as Value, costUsd: cap.manifest.cost?.usdPerCall };
       const problem = this.registry.checkResult(cap.manifest, result.value);
       if (problem) {

@@ -146,8 +146,7 @@ export class Ccos {
 
   /** Runs, newest first. */
   runs(filter: { status?: string; limit?: number } = {}): RunSummary[] {
-    const rows = this.store.db
-      .prepare(`SELECT id, plan_id, intent_id, file, status, created, updated, checkpoint, waiting, error FROM runs ${filter.status ? 'WHERE status = ?' : ''} ORDER BY created DESC, rowid DESC LIMIT ?`)
+    const rows = this.store.stmt(`SELECT id, plan_id, intent_id, file, status, created, updated, checkpoint, waiting, error FROM runs ${filter.status ? 'WHERE status = ?' : ''} ORDER BY created DESC, rowid DESC LIMIT ?`)
       .all(...(filter.status ? [filter.status] : []), filter.limit ?? 1000) as Record<string, string | null>[];
     return rows.map((r) => ({
       id: r.id!,

@@ -56,19 +56,19 @@ export class IntentGraph {
     const now = new Date().toISOString();
     const intent: Intent = { id: `intent-${randomUUID()}`, goal, constraints: opts.constraints ?? {}, successCriteria: opts.successCriteria ?? '', status: 'Active', created: now, updated: now };
     this.store.tx(() => {
-      this.store.db.prepare('INSERT INTO intents (id, goal, constraints, success, status, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)').run(intent.id, goal, JSON.stringify(intent.constraints), intent.successCriteria, intent.status, now, now);
+      this.store.stmt('INSERT INTO intents (id, goal, constraints, success, status, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)').run(intent.id, goal, JSON.stringify(intent.constraints), intent.successCriteria, intent.status, now, now);
       this.orchestrator.record({ type: 'IntentCreated', intentId: intent.id, data: { goal, constraints: intent.constraints as never, success_criteria: intent.successCriteria } });
     });
     return intent;
   }
 
   get(id: string): Intent | undefined {
-    const r = this.store.db.prepare('SELECT * FROM intents WHERE id = ?').get(id) as IntentRow | undefined;
+    const r = this.store.stmt('SELECT * FROM intents WHERE id = ?').get(id) as IntentRow | undefined;
     return r ? toIntent(r) : undefined;
   }
 
   list(): Intent[] {
-    return (this.store.db.prepare('SELECT * FROM intents ORDER BY created DESC, rowid DESC').all() as IntentRow[]).map(toIntent);
+    return (this.store.stmt('SELECT * FROM intents ORDER BY created DESC, rowid DESC').all() as IntentRow[]).map(toIntent);
   }
 
   setStatus(id: string, status: IntentStatus, reason = ''): void {
@@ -76,7 +76,7 @@ export class IntentGraph {
     const before = this.get(id);
     if (!before) throw new CcosError('not-found', `no intent ${id}`);
     this.store.tx(() => {
-      this.store.db.prepare('UPDATE intents SET status = ?, updated = ? WHERE id = ?').run(status, new Date().toISOString(), id);
+      this.store.stmt('UPDATE intents SET status = ?, updated = ? WHERE id = ?').run(status, new Date().toISOString(), id);
       this.orchestrator.record({ type: 'IntentStatusChanged', intentId: id, data: { from: before.status, to: status, reason } });
     });
   }
@@ -85,18 +85,18 @@ export class IntentGraph {
     if (!INTENT_RELATIONS.includes(relation)) throw new CcosError('invalid-input', `unknown relation ${relation}`, { hint: `one of ${INTENT_RELATIONS.join(', ')}` });
     for (const id of [from, to]) if (!this.get(id)) throw new CcosError('not-found', `no intent ${id}`);
     this.store.tx(() => {
-      this.store.db.prepare('INSERT OR IGNORE INTO intent_edges (from_id, to_id, kind) VALUES (?, ?, ?)').run(from, to, relation);
+      this.store.stmt('INSERT OR IGNORE INTO intent_edges (from_id, to_id, kind) VALUES (?, ?, ?)').run(from, to, relation);
       this.orchestrator.record({ type: 'IntentRelationshipCreated', intentId: from, data: { from, to, relation } });
     });
   }
 
   /** Edges touching an intent. */
   relations(id: string): { from: string; to: string; relation: IntentRelation }[] {
-    return (this.store.db.prepare('SELECT from_id, to_id, kind FROM intent_edges WHERE from_id = ? OR to_id = ?').all(id, id) as { from_id: string; to_id: string; kind: IntentRelation }[]).map((e) => ({ from: e.from_id, to: e.to_id, relation: e.kind }));
+    return (this.store.stmt('SELECT from_id, to_id, kind FROM intent_edges WHERE from_id = ? OR to_id = ?').all(id, id) as { from_id: string; to_id: string; kind: IntentRelation }[]).map((e) => ({ from: e.from_id, to: e.to_id, relation: e.kind }));
   }
 
   /** Runs (plans) linked to an intent. */
   runs(id: string): { id: string; status: string; created: string }[] {
-    return this.store.db.prepare('SELECT id, status, created FROM runs WHERE intent_id = ? ORDER BY created').all(id) as { id: string; status: string; created: string }[];
+    return this.store.stmt('SELECT id, status, created FROM runs WHERE intent_id = ? ORDER BY created').all(id) as { id: string; status: string; created: string }[];
   }
 }

@@ -217,8 +217,7 @@ export class Orchestrator {
     const run: ActiveRun = { runId, planId, intentId: opts.intentId ?? null, options: opts, runtime, machine };
     runtime.runToCompletion(runtime.units[0].main); // defines `input`
     this.store.tx(() => {
-      this.store.db
-        .prepare('INSERT INTO runs (id, plan_id, intent_id, file, source, inputs, options, status, created, updated, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      this.store.stmt('INSERT INTO runs (id, plan_id, intent_id, file, source, inputs, options, status, created, updated, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
         .run(runId, planId, run.intentId, file, source, prStr(inputs), JSON.stringify({ ...opts, inputs: undefined }), 'running', now, now, owner());
       this.ctxAction(run, 'PlanStarted', [], { file, source_sha256: sha(source), inputs: prStr(inputs) });
     });
@@ -234,7 +233,7 @@ export class Orchestrator {
     let row = this.runRow(idOrCheckpoint);
     let cpId: string | null = null;
     if (!row && idOrCheckpoint.startsWith('cp-')) {
-      const cp = this.store.db.prepare('SELECT run_id FROM checkpoints WHERE id = ?').get(idOrCheckpoint) as { run_id: string } | undefined;
+      const cp = this.store.stmt('SELECT run_id FROM checkpoints WHERE id = ?').get(idOrCheckpoint) as { run_id: string } | undefined;
       if (cp) {
         row = this.runRow(cp.run_id);
         cpId = idOrCheckpoint;
@@ -250,7 +249,7 @@ export class Orchestrator {
     run.resume = resumeOpts;
     this.store.tx(() => {
       this.ctxAction(run, 'PlanResumed', [], { checkpoint: cpId ?? row!.checkpoint, by: owner() });
-      this.store.db.prepare("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), run.runId);
     });
     void opts;
     return this.drive(run);
@@ -260,7 +259,7 @@ export class Orchestrator {
   private restore(row: RunRow, checkpoint: string | null): ActiveRun {
     const options = JSON.parse(row.options) as RunOptions;
     if (checkpoint) {
-      const cp = this.store.db.prepare('SELECT state FROM checkpoints WHERE id = ?').get(checkpoint) as { state: string } | undefined;
+      const cp = this.store.stmt('SELECT state FROM checkpoints WHERE id = ?').get(checkpoint) as { state: string } | undefined;
       if (!cp) throw new CcosError('checkpoint', `checkpoint ${checkpoint} of run ${row.id} is missing`, { hint: 'resume by run id to use the latest checkpoint, or replay the run' });
       const { runtime, machine } = restoreMachine(JSON.parse(cp.state) as MachineState);
       return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine };
@@ -283,20 +282,26 @@ export class Orchestrator {
         throw new CcosError('run-busy', `run ${row.id} is being driven by process ${pid}`, { hint: 'wait for it to pause or finish; `ccos cancel` stops it' });
       }
     }
-    this.store.db.prepare('UPDATE runs SET owner = ? WHERE id = ?').run(owner(), row.id);
+    this.store.stmt('UPDATE runs SET owner = ? WHERE id = ?').run(owner(), row.id);
   }
 
   runRow(id: string): RunRow | undefined {
-    return this.store.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+    return this.store.stmt('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
   }
 
   // -----------------------------------------------------------------------------------------------
   // Driving
 
   private async drive(run: ActiveRun): Promise<RunResult> {
+    let lastCancelCheck = 0;
     for (;;) {
-      const status = (this.store.db.prepare('SELECT status FROM runs WHERE id = ?').get(run.runId) as { status: string }).status;
-      if (status === 'cancelled') return this.finishCancelled(run);
+      // Another process cancels by writing the run's status; look at most every 20 ms.
+      const now = performance.now();
+      if (now - lastCancelCheck > 20) {
+        lastCancelCheck = now;
+        const status = (this.store.stmt('SELECT status FROM runs WHERE id = ?').get(run.runId) as { status: string }).status;
+        if (status === 'cancelled') return this.finishCancelled(run);
+      }
       let out: Outcome;
       try {
         out = run.machine.run();
@@ -316,7 +321,7 @@ export class Orchestrator {
 
   /** The answer to one request: from the journal if it has one, else by doing the work. */
   private async answer(run: ActiveRun, req: HostRequest): Promise<Resolution | Pause> {
-    const j = this.store.db.prepare('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined;
+    const j = this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined;
     if (j?.status === 'answered') return decodeResolution(j.answer!, run.runtime);
     switch (req.kind) {
       case 'step-start':
@@ -331,8 +336,7 @@ export class Orchestrator {
   }
 
   private journal(run: ActiveRun, req: HostRequest, status: JournalRow['status'], answer: Resolution | null, capability?: string, argsH?: string): void {
-    this.store.db
-      .prepare(
+    this.store.stmt(
         `INSERT INTO journal (run_id, request_id, kind, capability, args_hash, status, answer) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(run_id, request_id) DO UPDATE SET status = excluded.status, answer = excluded.answer`,
       )
@@ -394,9 +398,18 @@ export class Orchestrator {
       return answer;
     }
     const h = argsHash(req.capability, req.args);
+    let deferred: Decision | undefined;
+    // A denial is its own PolicyDecision action; an allowed call carries its decision (rule and
+    // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
+    const recordCall = (decision: Decision, stepPath: readonly string[]): Action => {
+      if (decision.decision !== 'allow') return this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
+      const c = this.ctxAction(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: prStr(List(req.args)), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
+      this.journal(run, req, 'started', null, req.capability, h);
+      return c;
+    };
     const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
       const sub = { ...req, id: `${req.id}/${subId}`, capability, args, meta: null };
-      const j = this.store.db.prepare('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, sub.id) as JournalRow | undefined;
+      const j = this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, sub.id) as JournalRow | undefined;
       const r = j?.status === 'answered' ? decodeResolution(j.answer!, run.runtime) : j?.status === 'started' ? await this.inFlightAfterCrash(run, sub, j) : await this.call(run, sub);
       if (isPause(r)) throw new CcosError('unsupported', `${capability} needs a person, which a capability's own calls cannot wait for`);
       if ('error' in r) throw r.error;
@@ -406,16 +419,18 @@ export class Orchestrator {
     const outcome = await this.gate.call<Pause>(
       { run, request: req, retry: retryOfUnknown, nested },
       {
-        beforeEffect: (decision: Decision, stepPath: readonly string[]) =>
-          this.store.tx(() => {
-            const d = this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
-            if (decision.decision !== 'allow') return d;
-            const c = this.ctxAction(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: prStr(List(req.args)), request: req.id, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>, { parentId: d.id });
-            this.journal(run, req, 'started', null, req.capability, h);
-            return c;
-          }),
+        beforeEffect: (decision: Decision, stepPath: readonly string[]) => {
+          // An idempotent call needs no durable "started" mark: if the process dies during it,
+          // running it again is safe. Its decision and call are written with its result.
+          if (decision.decision === 'allow' && this.gate.manifest(req.capability)?.idempotent) {
+            deferred = decision;
+            return undefined;
+          }
+          return this.store.tx(() => recordCall(decision, stepPath));
+        },
         afterEffect: (callAction, result, durationMs) =>
           this.store.tx(() => {
+            if (deferred) callAction = recordCall(deferred, req.stepPath);
             const answer: Resolution = 'error' in result ? { error: result.error } : { value: result.value };
             const data: Record<string, Json> = 'error' in result ? { capability: req.capability, ok: false, error: errorSummary(result.error) as unknown as Json } : { capability: req.capability, ok: true, result: prStr(result.value) };
             this.ctxAction(run, 'CapabilityResult', req.stepPath, data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
@@ -470,8 +485,8 @@ export class Orchestrator {
     const state = JSON.stringify(saveMachine(run.runtime, run.machine));
     const id = `cp-${sha(state)}`;
     this.store.tx(() => {
-      this.store.db.prepare('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, new Date().toISOString(), reason, state);
-      this.store.db.prepare('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, new Date().toISOString(), run.runId);
+      this.store.stmt('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, new Date().toISOString(), reason, state);
+      this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, new Date().toISOString(), run.runId);
       this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
     });
     return id;
@@ -481,7 +496,7 @@ export class Orchestrator {
     const cp = this.checkpoint(run, 'pause');
     this.store.tx(() => {
       this.ctxAction(run, 'PlanPaused', [], { checkpoint: cp, waiting });
-      this.store.db.prepare("UPDATE runs SET status = 'paused', waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(waiting), new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'paused', waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(waiting), new Date().toISOString(), run.runId);
       this.chain.seal();
     });
     return { runId: run.runId, status: 'paused', waiting, checkpoint: cp };
@@ -490,7 +505,7 @@ export class Orchestrator {
   private finishCompleted(run: ActiveRun, value: Value): RunResult {
     this.store.tx(() => {
       this.ctxAction(run, 'PlanCompleted', [], { result: prStr(value) });
-      this.store.db.prepare("UPDATE runs SET status = 'completed', result = ?, owner = NULL, waiting = NULL, updated = ? WHERE id = ?").run(JSON.stringify(valueToJson(value)), new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'completed', result = ?, owner = NULL, waiting = NULL, updated = ? WHERE id = ?").run(JSON.stringify(valueToJson(value)), new Date().toISOString(), run.runId);
       this.chain.seal();
     });
     return { runId: run.runId, status: 'completed', value };
@@ -500,7 +515,7 @@ export class Orchestrator {
     const error = errorSummary(e as ErrorValue);
     this.store.tx(() => {
       this.ctxAction(run, 'PlanAborted', [], { error: error as unknown as Json });
-      this.store.db.prepare("UPDATE runs SET status = 'failed', error = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(error), new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'failed', error = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(error), new Date().toISOString(), run.runId);
       this.chain.seal();
     });
     return { runId: run.runId, status: 'failed', error };
@@ -509,7 +524,7 @@ export class Orchestrator {
   private finishCancelled(run: ActiveRun): RunResult {
     this.store.tx(() => {
       this.ctxAction(run, 'PlanCancelled', [], { by: owner() });
-      this.store.db.prepare('UPDATE runs SET owner = NULL, updated = ? WHERE id = ?').run(new Date().toISOString(), run.runId);
+      this.store.stmt('UPDATE runs SET owner = NULL, updated = ? WHERE id = ?').run(new Date().toISOString(), run.runId);
       this.chain.seal();
     });
     return { runId: run.runId, status: 'cancelled' };
@@ -521,7 +536,7 @@ export class Orchestrator {
     if (!row) throw new CcosError('not-found', `no run ${runId}`, { hint: 'list runs with `ccos runs list`' });
     if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') throw new CcosError('run-finished', `run ${runId} is already ${row.status}`);
     this.store.tx(() => {
-      this.store.db.prepare("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
+      this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
       if (row.status === 'paused' || !row.owner) {
         this.record({ type: 'PlanCancelled', runId, planId: row.plan_id, intentId: row.intent_id, data: { by: owner() } });
         this.chain.seal();
@@ -541,7 +556,7 @@ export class Orchestrator {
     const row = this.runRow(runId);
     if (!row) throw new CcosError('not-found', `no run ${runId}`);
     const run = this.restore(row, null);
-    const journal = new Map((this.store.db.prepare('SELECT * FROM journal WHERE run_id = ?').all(runId) as JournalRow[]).map((j) => [j.request_id, j]));
+    const journal = new Map((this.store.stmt('SELECT * FROM journal WHERE run_id = ?').all(runId) as JournalRow[]).map((j) => [j.request_id, j]));
     let requests = 0;
     for (;;) {
       const out = run.machine.run();

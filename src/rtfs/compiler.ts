@@ -378,6 +378,9 @@ export class Compiler {
     if (head instanceof Sym) {
       const name = head.name;
       if (SPECIAL_FORMS.has(name)) return this.compileSpecial(name, form, tail);
+      if (name === 'deref' && !this.isLocal(name) && !this.globalCell(name)) {
+        this.fail('RTFS has no atoms or deref (`@x`): plans are pure', form, 'keep state in capabilities, e.g. (call :ccos.state.kv.get "key")');
+      }
       if (!this.isLocal(name)) {
         const m = this.host.macro(name);
         if (m) return this.compile(this.expandMacro(m, form), tail);
@@ -573,7 +576,7 @@ export class Compiler {
       const slots = all.map(() => this.newSlot());
       this.ar.loop = { pc: 0, slots, tryDepth: 0 };
       all.forEach((p, k) => {
-        this.bindPattern(p.pat, slots[k]);
+        this.bindPattern(p.pat, slots[k], parsed.variadic && k === all.length - 1);
         if (p.type !== null) this.emitTypeCheck(slots[k], p.type, `argument ${prStr(p.pat)} of ${name ?? 'fn'}`, p.variadicElements);
       });
       const { returnType, body } = this.splitReturnType(cl.body);
@@ -741,8 +744,8 @@ export class Compiler {
   private compileRecur(form: RList, args: Form[], tail: boolean): void {
     const target = this.ar.loop;
     if (!target) this.fail('recur outside of loop or fn', form);
+    if (this.ar.tryDepth !== target.tryDepth) this.fail('recur cannot cross a try (or a step, which is a try)', form, 'move the loop inside the try, or the try outside the loop');
     if (!tail) this.fail('recur must be in tail position', form, 'recur can only be the last thing evaluated in its loop or fn');
-    if (this.ar.tryDepth !== target.tryDepth) this.fail('recur cannot cross a try', form);
     if (args.length !== target.slots.length) this.fail(`recur needs ${target.slots.length} arguments, got ${args.length}`, form);
     for (const a of args) this.compile(a, false);
     for (let i = target.slots.length - 1; i >= 0; i--) this.emit(Op.SETLOCAL, target.slots[i]);
@@ -776,14 +779,18 @@ export class Compiler {
   // Destructuring ---------------------------------------------------------------------------------
 
   /** Binds `pat` to the value in `slot`, destructuring vectors and maps as in Clojure. */
-  private bindPattern(pat: Form, slot: number): void {
+  private bindPattern(pat: Form, slot: number, fromRest = false): void {
     pat = stripMeta(pat);
     if (pat instanceof Sym) {
       if (pat.name.includes('/') && pat.name !== '/') this.fail(`cannot bind a qualified name \`${pat.name}\``, pat);
       return this.bindName(pat.name, slot);
     }
     if (List.isList(pat)) return this.bindVectorPattern(pat as List<Value>, slot);
-    if (IMap.isMap(pat)) return this.bindMapPattern(pat as RMap, slot);
+    if (IMap.isMap(pat)) {
+      // A map pattern over a sequence reads it as key/value pairs (keyword arguments).
+      const asMap = this.coreCallToSlot('rtfs.core/kwargs-map', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(fromRest)]);
+      return this.bindMapPattern(pat as RMap, asMap);
+    }
     this.fail(`invalid binding form ${prStr(pat)}: expected a symbol, a vector or a map`, pat);
   }
 
@@ -809,7 +816,7 @@ export class Compiler {
         if (restPat === undefined) this.fail('`&` in a binding vector needs a name after it', pat);
         const n = idx;
         const s = this.coreCallToSlot('nthnext', [() => this.emit(Op.LOCAL, slot), () => this.emitConst(n)]);
-        this.bindPattern(restPat, s);
+        this.bindPattern(restPat, s, true);
         i += 2;
         continue;
       }

@@ -8,7 +8,8 @@
  */
 import { MetaForm, posOf, type Form } from './reader.js';
 import type { Compiler, MacroFn } from './compiler.js';
-import { List, Keyword, RList, RtfsError, Sym, IMap, type Value, type RMap } from './values.js';
+import { List, Keyword, RList, RtfsError, Sym, IMap, valueEquals, type Value, type RMap } from './values.js';
+import { prStr } from './printer.js';
 
 const sym = (name: string): Sym => new Sym(name);
 const core = (name: string): Sym => new Sym(`rtfs.core/${name}`);
@@ -141,6 +142,14 @@ const caseMacro: MacroFn = (form, c) => {
     ? clauses[clauses.length - 1]
     : list(sym('throw'), list(core('ex-info'), list(core('str'), 'no case clause matches ', list(core('pr-str'), g)), IMap<Value, Value>().set(Keyword.of('type'), Keyword.of('case'))));
   const n = hasDefault ? clauses.length - 1 : clauses.length;
+  const seen: Value[] = [];
+  for (let i = 0; i < n; i += 2) {
+    const consts = clauses[i] instanceof RList ? (clauses[i] as RList).toArray() : [clauses[i] as Value];
+    for (const k of consts) {
+      if (seen.some((x) => valueEquals(x, k))) fail(form, `duplicate case test constant ${prStr(k)}`);
+      seen.push(k);
+    }
+  }
   for (let i = n - 2; i >= 0; i -= 2) {
     const k = clauses[i];
     const test = k instanceof RList ? list(core('contains?'), list(sym('quote'), List(k.toArray())).rest().first() === null ? null : list(core('set'), list(sym('quote'), List(k.toArray()))), g) : list(core('='), g, list(sym('quote'), k));
@@ -193,15 +202,22 @@ const declare: MacroFn = () => null;
 const comment: MacroFn = () => null;
 
 /** The original's `step-if`: a step around an `if` whose falsiness also counts 0, "" and empties. */
+/** Drops the original's step options (`:expose-context v`, `:context-keys v`) from the front. */
+function withoutStepOptions(a: Form[]): Form[] {
+  let i = 0;
+  while (i + 1 < a.length && a[i] instanceof Keyword && ['expose-context', 'context-keys', 'params', 'merge-policy'].includes((a[i] as Keyword).name)) i += 2;
+  return a.slice(i);
+}
+
 const stepIf: MacroFn = (form) => {
-  const a = args(form).filter((x) => !(x instanceof Keyword)); // options are accepted and ignored
+  const a = withoutStepOptions(args(form));
   if (a.length < 2) fail(form, 'step-if needs a test and a then branch', '(step-if test then else)');
   return list(sym('step'), 'step-if', list(sym('if'), list(core('broad-truthy?'), a[0]), a[1], a[2] ?? null));
 };
 
 /** The original's `step-loop`: a while loop (capped at 10,000 iterations) inside a step. */
 const stepLoop: MacroFn = (form, c) => {
-  const a = args(form).filter((x) => !(x instanceof Keyword));
+  const a = withoutStepOptions(args(form));
   if (a.length < 2) fail(form, 'step-loop needs a test and a body', '(step-loop test body)');
   const i = c.gensym('i');
   return list(

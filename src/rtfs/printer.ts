@@ -29,6 +29,7 @@ export function printFloat(v: number): string {
   if (Number.isNaN(v)) return '##NaN';
   if (v === Infinity) return '##Inf';
   if (v === -Infinity) return '##-Inf';
+  if (v === 0 && 1 / v < 0) return '-0.0';
   const s = String(v);
   if (/[.eE]/.test(s)) return s;
   return `${s}.0`;

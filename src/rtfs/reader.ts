@@ -61,11 +61,16 @@ const S_SPLICE = 'unquote-splicing';
 export function readAll(source: string, file = '<input>'): Form[] {
   const r = new Reader(source, file);
   const out: Form[] = [];
-  for (;;) {
-    r.skipBlank();
-    if (r.atEnd()) return out;
-    const f = r.readForm();
-    if (f !== DISCARDED) out.push(f);
+  try {
+    for (;;) {
+      r.skipBlank();
+      if (r.atEnd()) return out;
+      const f = r.readForm();
+      if (f !== DISCARDED) out.push(f);
+    }
+  } catch (e) {
+    if (e instanceof RangeError) throw new RtfsError('parse', 'forms are nested too deeply to read', r.position(), undefined, 'flatten the data (nesting of a few thousand levels is the limit)');
+    throw e;
   }
 }
 
@@ -85,6 +90,7 @@ class Reader {
   private line = 1;
   private col = 1;
   private gensymCounter = 0;
+  private inAnonFn = false;
   constructor(
     private readonly src: string,
     private readonly file: string,
@@ -92,6 +98,10 @@ class Reader {
 
   atEnd(): boolean {
     return this.i >= this.src.length;
+  }
+  /** Where the reader is now (for errors). */
+  position(): SourcePos {
+    return this.pos();
   }
   private pos(): SourcePos {
     return { file: this.file, line: this.line, col: this.col };
@@ -348,8 +358,14 @@ class Reader {
         return DISCARDED;
       case '(': {
         this.next();
-        const body = RList.from(this.readSeq(')', start, 'anonymous function'));
-        return this.anonFn(body, start);
+        if (this.inAnonFn) this.fail('nested #() are not allowed', start, 'use (fn [x] ...) for the inner function');
+        this.inAnonFn = true;
+        try {
+          const body = RList.from(this.readSeq(')', start, 'anonymous function'));
+          return this.anonFn(body, start);
+        } finally {
+          this.inAnonFn = false;
+        }
       }
       case '#': {
         this.next();

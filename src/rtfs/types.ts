@@ -688,7 +688,7 @@ class Collector {
     if (this.full) return;
     const path = this.path.slice();
     const expected = printType(t);
-    this.errors.push({ path, expected, got, message: `${prStr(List(path))} expected ${expected}, got ${showGot(got)}` });
+    this.errors.push({ path, expected, got, message: `${path.length ? prStr(List(path)) + ' ' : ''}expected ${expected}, got ${showGot(got)}` });
   }
   missing(f: MapField): void {
     if (this.full) return;

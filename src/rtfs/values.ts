@@ -324,6 +324,7 @@ export function valueEquals(a: Value, b: Value): boolean {
   if (typeof a !== 'object' || a === null || typeof b !== 'object' || b === null) {
     return a === b;
   }
+  if (a instanceof RFloat && b instanceof RFloat) return a.v === b.v; // NaN ≠ NaN, as in Clojure
   if (isSequential(a)) {
     if (!isSequential(b)) return false;
     const ca = a instanceof RList ? a.count : a.size;

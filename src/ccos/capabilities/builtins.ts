@@ -53,7 +53,7 @@ export const BUILTINS: Builtin[] = [
     }),
     provider: {
       invoke: ([k], ctx) => {
-        const row = ctx.store.db.prepare('SELECT value FROM state_kv WHERE key = ?').get(name(k, 'key')) as { value: string } | undefined;
+        const row = ctx.store.stmt('SELECT value FROM state_kv WHERE key = ?').get(name(k, 'key')) as { value: string } | undefined;
         return row ? valueFromJson(JSON.parse(row.value)) : null;
       },
     },
@@ -66,7 +66,7 @@ export const BUILTINS: Builtin[] = [
     }),
     provider: {
       invoke: ([k, v], ctx) => {
-        ctx.store.db.prepare('INSERT INTO state_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(name(k, 'key'), JSON.stringify(valueToJson(v)));
+        ctx.store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(name(k, 'key'), JSON.stringify(valueToJson(v)));
         return v;
       },
     },
@@ -81,8 +81,7 @@ export const BUILTINS: Builtin[] = [
         const by = args.length > 1 ? args[1] : 1;
         if (typeof by !== 'number') throw new RtfsError('invalid-input', 'the amount must be an integer');
         const n = name(args[0], 'counter name');
-        const row = ctx.store.db
-          .prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value RETURNING value')
+        const row = ctx.store.stmt('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value RETURNING value')
           .get(n, by) as { value: number };
         return row.value;
       },
@@ -91,7 +90,7 @@ export const BUILTINS: Builtin[] = [
   {
     manifest: manifest('ccos.state.counter.get', 'Reads a durable counter (0 when absent).', { params: [{ rtfs: '[:union :string :keyword]' }], effects: [{ kind: 'state', access: 'read' }], idempotent: true }),
     provider: {
-      invoke: ([k], ctx) => (ctx.store.db.prepare('SELECT value FROM counters WHERE name = ?').get(name(k, 'counter name')) as { value: number } | undefined)?.value ?? 0,
+      invoke: ([k], ctx) => (ctx.store.stmt('SELECT value FROM counters WHERE name = ?').get(name(k, 'counter name')) as { value: number } | undefined)?.value ?? 0,
     },
   },
   {
@@ -102,8 +101,8 @@ export const BUILTINS: Builtin[] = [
     provider: {
       invoke: ([stream, v], ctx) => {
         const s = name(stream, 'stream');
-        ctx.store.db.prepare('INSERT INTO events (stream, value, time) VALUES (?, ?, ?)').run(s, JSON.stringify(valueToJson(v)), new Date().toISOString());
-        return (ctx.store.db.prepare('SELECT COUNT(*) AS n FROM events WHERE stream = ?').get(s) as { n: number }).n;
+        ctx.store.stmt('INSERT INTO events (stream, value, time) VALUES (?, ?, ?)').run(s, JSON.stringify(valueToJson(v)), new Date().toISOString());
+        return (ctx.store.stmt('SELECT COUNT(*) AS n FROM events WHERE stream = ?').get(s) as { n: number }).n;
       },
     },
   },

@@ -33,7 +33,7 @@ export class CapabilityRegistry {
     private readonly store: SqliteStore,
     private readonly factory: ProviderFactory,
   ) {
-    for (const row of store.db.prepare('SELECT manifest FROM capabilities').all() as { manifest: string }[]) {
+    for (const row of store.stmt('SELECT manifest FROM capabilities').all() as { manifest: string }[]) {
       const m = JSON.parse(row.manifest) as CapabilityManifest;
       this.manifests.set(m.id, m);
     }
@@ -48,8 +48,7 @@ export class CapabilityRegistry {
     this.manifests.set(manifest.id, manifest);
     this.providers.set(manifest.id, provider);
     if (persist) {
-      this.store.db
-        .prepare('INSERT INTO capabilities (id, manifest, updated) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET manifest = excluded.manifest, updated = excluded.updated')
+      this.store.stmt('INSERT INTO capabilities (id, manifest, updated) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET manifest = excluded.manifest, updated = excluded.updated')
         .run(manifest.id, JSON.stringify(manifest), new Date().toISOString());
     }
   }

@@ -48,6 +48,21 @@ function count(v: Value): number {
 export const KERNEL_BUILTINS: Builtin[] = [
   apply,
   defineBuiltin(
+    'rtfs.core/kwargs-map',
+    2,
+    2,
+    ([v, fromRest]) => {
+      // Clojure reads a sequence under a map pattern as key/value pairs; so do `& {:keys [..]}`.
+      if (!(v instanceof RList) && !(fromRest && List.isList(v))) return v;
+      const items = v instanceof RList ? v.toArray() : (v as List<Value>).toArray();
+      if (items.length % 2 !== 0) throw new RtfsError('value', `keyword arguments need key/value pairs, got ${items.length} values`);
+      let m: RMap = EMPTY_MAP;
+      for (let i = 0; i < items.length; i += 2) m = m.set(items[i], items[i + 1]);
+      return m;
+    },
+    'Reads a sequence of key/value pairs as a map (map destructuring of keyword arguments).',
+  ),
+  defineBuiltin(
     'rtfs.core/make-capability',
     3,
     3,
