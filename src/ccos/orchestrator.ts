@@ -207,10 +207,10 @@ export class Orchestrator {
     const runtime = createRuntime();
     let inputs: RMap = IMap<Value, Value>();
     for (const [k, v] of Object.entries(opts.inputs ?? {})) inputs = inputs.set(kw(k), v);
-    runtime.load(`(def input ${prStr(inputs)})`, '<input>');
-    const unit = runtime.load(source, file); // compile errors throw here: nothing has run
     const runId = `run-${randomUUID()}`;
     const planId = `plan-${sha(source).slice(0, 16)}`;
+    runtime.load(preamble(prStr(inputs), runId, planId, opts.intentId ?? null), '<input>');
+    const unit = runtime.load(source, file); // compile errors throw here: nothing has run
     const now = new Date().toISOString();
     const machine = runtime.machine();
     if (opts.fuel !== undefined) machine.fuel = opts.fuel;
@@ -265,7 +265,7 @@ export class Orchestrator {
       return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine };
     }
     const runtime = createRuntime();
-    runtime.load(`(def input ${row.inputs})`, '<input>');
+    runtime.load(preamble(row.inputs, row.id, row.plan_id, row.intent_id), '<input>');
     const unit = runtime.load(row.source, row.file);
     runtime.runToCompletion(runtime.units[0].main);
     const machine = runtime.machine();
@@ -590,6 +590,14 @@ export class Orchestrator {
       return { identical: false, requests, divergence: `replay failed (${err}) where the run was ${row.status}` };
     }
   }
+}
+
+/**
+ * What a plan sees besides its own code: `input` (the run's inputs) and `context` (the run's
+ * identity, as the seeds' execution contexts describe it).
+ */
+function preamble(inputs: string, runId: string, planId: string, intentId: string | null): string {
+  return `(def input ${inputs})\n(def context {:run-id ${JSON.stringify(runId)} :plan-id ${JSON.stringify(planId)} :intent-id ${intentId === null ? 'nil' : JSON.stringify(intentId)}})`;
 }
 
 function processAlive(pid: number): boolean {

@@ -251,6 +251,19 @@ const capability: MacroFn = (form) => {
   return list(sym('def'), new Sym(`${CAPABILITY_PREFIX}${idText.replace(/\//g, '%2F')}`), list(core('make-capability'), idText, manifest, impl));
 };
 
+/** `(with-timeout ms body...)`: the body as a step with a time limit (seed 003 §1.c). */
+const withTimeout: MacroFn = (form) => {
+  const [ms, ...body] = need(form, 2, '(with-timeout 5000 body...)');
+  return list(sym('step'), 'with-timeout', IMap<Value, Value>().set(Keyword.of('timeout-ms'), ms as Value), ...body);
+};
+
+/** `(batch-call :cap coll)`: one call per item, in order (seed 003 §1.c). */
+const batchCall: MacroFn = (form, c) => {
+  const [cap, coll] = need(form, 2, '(batch-call :capability items)');
+  const x = c.gensym('item');
+  return list(core('mapv'), list(sym('fn'), vec(x), list(sym('call'), cap, x)), coll);
+};
+
 /** Every core macro by name. */
 export const CORE_MACROS: ReadonlyMap<string, MacroFn> = new Map<string, MacroFn>([
   ['defn', defn],
@@ -281,6 +294,8 @@ export const CORE_MACROS: ReadonlyMap<string, MacroFn> = new Map<string, MacroFn
   ['step-if', stepIf],
   ['step-loop', stepLoop],
   ['capability', capability],
+  ['with-timeout', withTimeout],
+  ['batch-call', batchCall],
 ]);
 
 export type { RMap };
