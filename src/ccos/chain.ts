@@ -25,6 +25,7 @@ export const ACTION_TYPES = [
   'CapabilityCall', 'CapabilityResult', 'PolicyDecision', 'CheckpointCreated',
   'IntentCreated', 'IntentStatusChanged', 'IntentRelationshipCreated',
   'CapabilityRegistered',
+  'ContractCheckStarted', 'ContractCheckCompleted', 'CompensationStarted', 'CompensationCompleted',
 ] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
 

@@ -9,7 +9,7 @@
  * The governance kernel plugs its own interceptors in with `Gate.use` (before the effect).
  */
 import type { Json } from '../common/canonical.js';
-import { ErrorValue, RtfsError, kw, type HostRequest, type Value } from '../rtfs/index.js';
+import { EMPTY_MAP, ErrorValue, RtfsError, kw, type HostRequest, type Value } from '../rtfs/index.js';
 import type { Action } from './chain.js';
 import { CcosError } from './errors.js';
 import type { ActiveRun } from './orchestrator.js';
@@ -33,6 +33,8 @@ export interface GateCall {
   /** A re-execution of a call whose outcome was unknown after a crash. */
   retry: boolean;
   capability?: Capability;
+  /** The call carries an idempotency key. */
+  keyed?: boolean;
   /** Runs a call made by this call's provider (an RTFS capability) through the gate. */
   nested?: (capability: string, args: Value[], subId: string) => Promise<Value>;
 }
@@ -108,6 +110,14 @@ export class Gate {
         const problem = this.registry.checkArgs(call.capability!.manifest, call.request.args);
         return problem ? deny(call, 'schema.input', problem, 'invalid-input') : next();
       },
+      // Policy may require idempotency keys for effect classes (non-idempotent capabilities only).
+      async (call, next) => {
+        const required = call.run.options.requireIdempotencyFor ?? [];
+        const m = call.capability!.manifest;
+        const hit = m.effects.find((e) => required.includes(e.kind));
+        if (hit && !m.idempotent && !call.keyed) return deny(call, 'idempotency.required', `${m.id} has a ${hit.kind} effect and is not idempotent: it needs ^{:idempotency {:key ..}}`, 'idempotency-required');
+        return next();
+      },
       // Run-level allow and deny lists.
       async (call, next) => {
         const { allow = [], deny: denyList = [] } = call.run.options;
@@ -154,7 +164,9 @@ export class Gate {
             new Promise<never>((_, reject) => {
               timer = setTimeout(() => {
                 controller.abort();
-                reject(new RtfsError('timeout', `${req.capability} did not answer within ${limit} ms`, req.pos, undefined, 'raise :timeout-ms on the step, or check the provider'));
+                // Whether a timed-out effect happened is unknown; a retry may repeat it unless safe.
+                const unknown = !cap.manifest.idempotent && !call.keyed;
+                reject(new RtfsError('timeout', `${req.capability} did not answer within ${limit} ms`, req.pos, unknown ? EMPTY_MAP.set(kw('outcome-unknown'), true) : undefined, unknown ? 'its outcome is unknown and it is not idempotent: it will not be retried automatically' : 'raise :timeout-ms on the step, or check the provider'));
               }, limit);
             }),
           ]);

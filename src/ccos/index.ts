@@ -125,7 +125,8 @@ export class Ccos {
     return this.orchestrator.replay(runId);
   }
 
-  cancel(runId: string): RunResult {
+  /** Cancels a run: its compensations run (newest first), then it ends as cancelled. */
+  cancel(runId: string): Promise<RunResult> {
     return this.orchestrator.cancel(runId);
   }
 

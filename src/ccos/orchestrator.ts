@@ -16,8 +16,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Json } from '../common/canonical.js';
 import {
-  COMPENSATION_CAPABILITY,
+  Closure,
   ErrorValue,
+  evaluateContract,
+  truthy,
   IMap,
   Keyword,
   List,
@@ -59,6 +61,10 @@ export interface RunOptions {
   allow?: string[];
   /** Capability id patterns a run may never call. */
   deny?: string[];
+  /** Effect kinds (e.g. `network`) whose non-idempotent calls must carry an idempotency key. */
+  requireIdempotencyFor?: string[];
+  /** Set when the run was cancelled: it is unwinding (running its compensations). */
+  cancelled?: boolean;
 }
 
 /** What a run ended with (for now). */
@@ -118,6 +124,8 @@ export interface ActiveRun {
   runtime: Runtime;
   machine: Machine;
   resume?: ResumeOptions;
+  /** Unwinding after `cancel`: it ends as cancelled, whatever the plan does. */
+  cancelling?: boolean;
 }
 
 /** A pause requested while answering (a person must act). */
@@ -262,7 +270,7 @@ export class Orchestrator {
       const cp = this.store.stmt('SELECT state FROM checkpoints WHERE id = ?').get(checkpoint) as { state: string } | undefined;
       if (!cp) throw new CcosError('checkpoint', `checkpoint ${checkpoint} of run ${row.id} is missing`, { hint: 'resume by run id to use the latest checkpoint, or replay the run' });
       const { runtime, machine } = restoreMachine(JSON.parse(cp.state) as MachineState);
-      return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine };
+      return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine, cancelling: options.cancelled };
     }
     const runtime = createRuntime();
     runtime.load(preamble(row.inputs, row.id, row.plan_id, row.intent_id), '<input>');
@@ -271,7 +279,7 @@ export class Orchestrator {
     const machine = runtime.machine();
     if (options.fuel !== undefined) machine.fuel = options.fuel;
     machine.start(unit.main);
-    return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine };
+    return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine, cancelling: options.cancelled };
   }
 
   /** Takes the run's lease; refuses when a live process on this host holds it. */
@@ -300,7 +308,7 @@ export class Orchestrator {
       if (now - lastCancelCheck > 20) {
         lastCancelCheck = now;
         const status = (this.store.stmt('SELECT status FROM runs WHERE id = ?').get(run.runId) as { status: string }).status;
-        if (status === 'cancelled') return this.finishCancelled(run);
+        if (status === 'cancelled' && !run.cancelling) this.beginCancel(run);
       }
       let out: Outcome;
       try {
@@ -308,6 +316,7 @@ export class Orchestrator {
       } catch (e) {
         return this.finishFailed(run, e as Error);
       }
+      if (run.cancelling && (out.status === 'complete' || out.status === 'error')) return this.finishCancelled(run, out.status === 'error' ? out.error : null);
       if (out.status === 'complete') return this.finishCompleted(run, out.value);
       if (out.status === 'error') return this.finishFailed(run, out.error);
       if (out.status === 'out-of-fuel') return this.finishFailed(run, new RtfsError('fuel-exhausted', 'the plan ran out of fuel (a runaway loop or recursion?)', undefined, undefined, 'raise the fuel limit with --fuel, or fix the loop'));
@@ -324,6 +333,8 @@ export class Orchestrator {
     const j = this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined;
     if (j?.status === 'answered') return decodeResolution(j.answer!, run.runtime);
     switch (req.kind) {
+      case 'contract':
+        return this.contract(run, req);
       case 'step-start':
         return this.stepStart(run, req);
       case 'step-end':
@@ -343,33 +354,79 @@ export class Orchestrator {
       .run(run.runId, req.id, req.kind, capability ?? null, argsH ?? null, status, answer ? encodeResolution(answer) : null);
   }
 
+  /** Evaluates a contract predicate in a pure machine and records the check. */
+  private contract(run: ActiveRun, req: HostRequest & { kind: 'contract' }): Resolution {
+    // The predicate is identified by its compiled code (a content-derived id), hashed.
+    const code = req.fn instanceof Closure ? req.fn.code.id : prStr(req.fn);
+    const predicate = `sha256:${sha(code)}`;
+    const started = performance.now();
+    const result = evaluateContract(run.runtime, req.fn, req.args);
+    const outcome = 'error' in result ? 'error' : 'value' in result && truthy(result.value) ? 'passed' : 'failed';
+    this.store.tx(() => {
+      const s = this.ctxAction(run, 'ContractCheckStarted', req.stepPath, { phase: req.phase, predicate, args: prStr(List(req.args)).slice(0, 2000) });
+      this.ctxAction(run, 'ContractCheckCompleted', req.stepPath, clean({ phase: req.phase, predicate, outcome, error: 'error' in result ? (errorSummary(result.error) as unknown as Json) : undefined }) as Record<string, Json>, { parentId: s.id, durationMs: performance.now() - started });
+      this.journal(run, req, 'answered', result);
+    });
+    return result;
+  }
+
   private stepStart(run: ActiveRun, req: HostRequest & { kind: 'step-start' }): Resolution {
     const answer: Resolution = { value: null };
+    const primary = compensationOf(req.opts);
     this.store.tx(() => {
-      this.ctxAction(run, 'StepStarted', req.stepPath, clean({ name: req.name, options: req.opts === null ? undefined : prStr(req.opts), meta: req.meta === null ? undefined : prStr(req.meta) }) as Record<string, Json>);
+      if (primary !== null) {
+        const done = this.store.stmt("SELECT id FROM actions WHERE run_id = ? AND type = 'StepCompleted' AND json_extract(body, '$.data.name') = ? ORDER BY seq DESC LIMIT 1").get(run.runId, primary) as { id: string } | undefined;
+        this.ctxAction(run, 'CompensationStarted', req.stepPath, { name: req.name, primary }, { parentId: done?.id ?? null });
+      } else {
+        this.ctxAction(run, 'StepStarted', req.stepPath, clean({ name: req.name, options: req.opts === null ? undefined : prStr(req.opts), meta: req.meta === null ? undefined : prStr(req.meta) }) as Record<string, Json>);
+      }
       this.journal(run, req, 'answered', answer);
     });
     this.checkpoint(run, 'step-start');
     return answer;
   }
 
-  private async stepEnd(run: ActiveRun, req: HostRequest & { kind: 'step-end' }): Promise<Resolution> {
+  /**
+   * A compensation failed: the run is quarantined — paused for a person. Resuming retries the
+   * compensation; `--answer` marks it done by hand; `--fail` gives up on it (the failure goes on).
+   */
+  private compensationFailed(run: ActiveRun, req: HostRequest & { kind: 'step-end' }, primary: string, error: ErrorValue): Resolution | Pause {
+    const r = run.resume;
+    if (!r) {
+      this.store.tx(() => this.ctxAction(run, 'CompensationCompleted', req.stepPath, { name: req.name, primary, ok: false, error: errorSummary(error) as unknown as Json, quarantined: true }));
+      return { pause: true, waiting: { kind: 'compensation-failed', primary, step: [...req.stepPath], error: error.message, hint: 'fix the cause, then `ccos resume RUN` retries the compensation; `--answer VALUE` marks it done by hand; `--fail MESSAGE` gives up on it' } };
+    }
+    run.resume = undefined; // one decision per failure
+    const answer: Resolution = r.fail !== undefined ? { error: new RtfsError('compensation-failed', r.fail) } : r.answer !== undefined ? { value: r.answer } : { retry: true };
+    this.store.tx(() => {
+      this.ctxAction(run, 'StepRetrying', req.stepPath, { name: req.name, compensation_of: primary, decision: 'retry' in answer ? 'retry' : 'value' in answer ? 'marked done by hand' : 'given up' });
+      this.journal(run, req, 'answered', answer);
+    });
+    return answer;
+  }
+
+  private async stepEnd(run: ActiveRun, req: HostRequest & { kind: 'step-end' }): Promise<Resolution | Pause> {
     const scope = req.scopes[req.scopes.length - 1];
+    const primary = compensationOf(scope?.opts ?? null);
     if (req.outcome.ok) {
       const answer: Resolution = { value: req.outcome.value };
       this.store.tx(() => {
-        this.ctxAction(run, 'StepCompleted', req.stepPath, { name: req.name, value: prStr(req.outcome.ok ? req.outcome.value : null).slice(0, 2000) });
+        if (primary !== null) this.ctxAction(run, 'CompensationCompleted', req.stepPath, { name: req.name, primary, ok: true });
+        else this.ctxAction(run, 'StepCompleted', req.stepPath, { name: req.name, value: prStr(req.outcome.ok ? req.outcome.value : null).slice(0, 2000) });
         this.journal(run, req, 'answered', answer);
       });
       this.checkpoint(run, 'step-end');
       return answer;
     }
     const error = req.outcome.error;
+    if (primary !== null) return this.compensationFailed(run, req, primary, error);
     const retries = stepOpt(scope, 'retries');
     const max = IMap.isMap(retries) ? Number((retries as RMap).get(kw('max'), 0)) : 0;
     const backoff = IMap.isMap(retries) ? Number((retries as RMap).get(kw('backoff-ms'), 0)) : 0;
     const attempt = scope?.attempt ?? 0;
-    if (attempt < max) {
+    // A call whose outcome is unknown (timed out, not idempotent, no key) is never re-run by a retry.
+    const unknownOutcome = error.data.get(kw('outcome-unknown'), false) === true;
+    if (attempt < max && !unknownOutcome) {
       const answer: Resolution = { retry: true };
       const delay = backoff * 2 ** attempt;
       this.store.tx(() => {
@@ -391,13 +448,22 @@ export class Orchestrator {
 
   /** A governed capability call: gate, journal before the effect, result journaled before use. */
   private async call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false): Promise<Resolution | Pause> {
-    if (req.capability === COMPENSATION_CAPABILITY) {
-      // Compensation stacks are issue-5 work; record that one was registered.
-      const answer: Resolution = { value: null };
-      this.store.tx(() => this.journal(run, req, 'answered', answer));
-      return answer;
-    }
     const h = argsHash(req.capability, req.args);
+    const key = idempotencyKey(run, req);
+    if (key) {
+      const prior = this.store.stmt('SELECT capability, args_hash, answer FROM idempotency WHERE key = ?').get(key.full) as { capability: string; args_hash: string; answer: string } | undefined;
+      if (prior) {
+        const answer: Resolution =
+          prior.capability === req.capability && prior.args_hash === h
+            ? decodeResolution(prior.answer, run.runtime)
+            : { error: new RtfsError('idempotency-conflict', `idempotency key "${key.key}" (${key.scope} scope) was already used for ${prior.capability} with other arguments`, req.pos, undefined, 'use a key derived from the arguments, or a new key for a new operation') };
+        this.store.tx(() => {
+          this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { capability: req.capability, ok: true, result: prStr(answer.value), deduplicated: true, idempotency_key: key.key } : { capability: req.capability, ok: false, error: errorSummary((answer as { error: RtfsError }).error) as unknown as Json, idempotency_key: key.key });
+          this.journal(run, req, 'answered', answer, req.capability, h);
+        });
+        return answer;
+      }
+    }
     let deferred: Decision | undefined;
     // A denial is its own PolicyDecision action; an allowed call carries its decision (rule and
     // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
@@ -417,7 +483,7 @@ export class Orchestrator {
       return r.value;
     };
     const outcome = await this.gate.call<Pause>(
-      { run, request: req, retry: retryOfUnknown, nested },
+      { run, request: req, retry: retryOfUnknown, nested, keyed: key !== null },
       {
         beforeEffect: (decision: Decision, stepPath: readonly string[]) => {
           // An idempotent call needs no durable "started" mark: if the process dies during it,
@@ -433,8 +499,9 @@ export class Orchestrator {
             if (deferred) callAction = recordCall(deferred, req.stepPath);
             const answer: Resolution = 'error' in result ? { error: result.error } : { value: result.value };
             const data: Record<string, Json> = 'error' in result ? { capability: req.capability, ok: false, error: errorSummary(result.error) as unknown as Json } : { capability: req.capability, ok: true, result: prStr(result.value) };
-            this.ctxAction(run, 'CapabilityResult', req.stepPath, data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
+            this.ctxAction(run, 'CapabilityResult', req.stepPath, key ? { ...data, idempotency_key: key.key } : data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
             this.journal(run, req, 'answered', answer, req.capability, h);
+            if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, new Date().toISOString());
           }),
         denied: (error) => {
           const answer: Resolution = { error };
@@ -456,7 +523,9 @@ export class Orchestrator {
     if (j.args_hash !== argsHash(req.capability, req.args)) {
       throw new CcosError('replay-divergence', `request ${req.id} asks ${req.capability} with other arguments than journaled`, { hint: 'the plan or its inputs changed since the run started' });
     }
-    if (manifest?.idempotent || run.resume?.retryUnknown) return this.call(run, req, true);
+    // An idempotent capability, or a call with an idempotency key (which the provider receives),
+    // may run again; anything else waits for a person.
+    if (manifest?.idempotent || idempotencyKey(run, req) !== null || run.resume?.retryUnknown) return this.call(run, req, true);
     if (run.resume?.answer !== undefined || run.resume?.fail !== undefined) return this.answerWaiting(run, req, j);
     return { pause: true, waiting: { kind: 'outcome-unknown', capability: req.capability, request: req.id, step: [...req.stepPath], hint: 'the process stopped while this non-idempotent call ran; check whether it took effect, then `ccos resume RUN --retry-unknown` or `--answer VALUE` or `--fail MESSAGE`' } };
   }
@@ -521,28 +590,49 @@ export class Orchestrator {
     return { runId: run.runId, status: 'failed', error };
   }
 
-  private finishCancelled(run: ActiveRun): RunResult {
-    this.store.tx(() => {
-      this.ctxAction(run, 'PlanCancelled', [], { by: owner() });
-      this.store.stmt('UPDATE runs SET owner = NULL, updated = ? WHERE id = ?').run(new Date().toISOString(), run.runId);
-      this.chain.seal();
-    });
-    return { runId: run.runId, status: 'cancelled' };
+  /** Starts unwinding a run: every fiber raises `:cancelled`; compensations run on the way out. */
+  private beginCancel(run: ActiveRun): void {
+    run.cancelling = true;
+    run.machine.cancel();
+    const options = { ...run.options, cancelled: true };
+    this.store.stmt('UPDATE runs SET options = ? WHERE id = ?').run(JSON.stringify({ ...options, inputs: undefined }), run.runId);
   }
 
-  /** Cancels a run: a paused run at once; a running one at its next request. */
-  cancel(runId: string): RunResult {
+  private finishCancelled(run: ActiveRun, error: ErrorValue | null): RunResult {
+    const code = error?.data.get(kw('code'));
+    const clean = !error || (code instanceof Keyword && code.name === 'cancelled');
+    this.store.tx(() => {
+      this.ctxAction(run, 'PlanCancelled', [], clean ? { by: owner(), compensated: true } : { by: owner(), compensated: false, error: errorSummary(error!) as unknown as Json });
+      this.store.stmt("UPDATE runs SET status = 'cancelled', owner = NULL, waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), run.runId);
+      this.chain.seal();
+    });
+    return { runId: run.runId, status: 'cancelled', ...(clean ? {} : { error: errorSummary(error!) }) };
+  }
+
+  /**
+   * Cancels a run. Its scopes unwind and run their compensations (newest first), through the gate
+   * like any call; then the run ends as cancelled. A run driven by another process is asked to
+   * cancel and does so at its next request.
+   */
+  async cancel(runId: string): Promise<RunResult> {
     const row = this.runRow(runId);
     if (!row) throw new CcosError('not-found', `no run ${runId}`, { hint: 'list runs with `ccos runs list`' });
     if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') throw new CcosError('run-finished', `run ${runId} is already ${row.status}`);
-    this.store.tx(() => {
-      this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
-      if (row.status === 'paused' || !row.owner) {
-        this.record({ type: 'PlanCancelled', runId, planId: row.plan_id, intentId: row.intent_id, data: { by: owner() } });
-        this.chain.seal();
+    if (row.status === 'running' && row.owner && row.owner !== owner()) {
+      const [pid, host] = row.owner.split('@');
+      if (host === os.hostname() && processAlive(Number(pid))) {
+        this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
+        return { runId, status: 'cancelled' };
       }
+    }
+    this.claim(row);
+    const run = this.restore(row, row.checkpoint);
+    this.store.tx(() => {
+      this.ctxAction(run, 'PlanResumed', [], { checkpoint: row.checkpoint, by: owner(), reason: 'cancel' });
+      this.store.stmt("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
     });
-    return { runId, status: 'cancelled' };
+    this.beginCancel(run);
+    return this.drive(run);
   }
 
   // -----------------------------------------------------------------------------------------------
@@ -598,6 +688,40 @@ export class Orchestrator {
  */
 function preamble(inputs: string, runId: string, planId: string, intentId: string | null): string {
   return `(def input ${inputs})\n(def context {:run-id ${JSON.stringify(runId)} :plan-id ${JSON.stringify(planId)} :intent-id ${intentId === null ? 'nil' : JSON.stringify(intentId)}})`;
+}
+
+/**
+ * The idempotency key of a call: its own `^{:idempotency {:key .. :scope ..}}`, else the innermost
+ * enclosing step's (suffixed with the capability, so one step key covers its different calls).
+ * Scopes: `:plan` (default: this plan, across its runs), `:intent`, `:global`.
+ */
+function idempotencyKey(run: ActiveRun, req: HostRequest & { kind: 'call' }): { key: string; scope: string; full: string } | null {
+  const read = (meta: Value, suffix: string): { key: string; scope: string; full: string } | null => {
+    if (!IMap.isMap(meta)) return null;
+    const spec = (meta as RMap).get(kw('idempotency'), null);
+    if (!IMap.isMap(spec)) return null;
+    const k = (spec as RMap).get(kw('key'), null);
+    if (k === null) return null;
+    const key = (typeof k === 'string' ? k : prStr(k)) + suffix;
+    const sc = (spec as RMap).get(kw('scope'), kw('plan'));
+    const scope = sc instanceof Keyword ? sc.name : String(sc);
+    const owner = scope === 'global' ? 'global' : scope === 'intent' ? `intent:${run.intentId ?? run.planId}` : `plan:${run.planId}`;
+    return { key, scope, full: `${owner}:${key}` };
+  };
+  const own = read(req.meta, '');
+  if (own) return own;
+  for (let i = req.scopes.length - 1; i >= 0; i--) {
+    const k = read(req.scopes[i].meta, `/${req.capability}`);
+    if (k) return k;
+  }
+  return null;
+}
+
+/** The primary step a compensation step undoes (its `:compensation-of` option), or null. */
+function compensationOf(opts: Value): string | null {
+  if (!IMap.isMap(opts)) return null;
+  const p = (opts as RMap).get(kw('compensation-of'), null);
+  return typeof p === 'string' ? p : null;
 }
 
 function processAlive(pid: number): boolean {

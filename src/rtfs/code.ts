@@ -70,6 +70,14 @@ export const enum Op {
   UNBOX,
   /** does the error on top match type consts[k]? pops the error, pushes a boolean */
   ERRMATCH,
+  /** pop [name, thunk]: register a compensation on the fiber's saga stack */
+  SAGA_PUSH,
+  /** push the saga stack's height (a scope's mark) */
+  SAGA_MARK,
+  /** pop a mark; if entries were registered above it, pop the newest and push its thunk, else nil */
+  SAGA_NEXT,
+  /** pop [phase, fn, args]: ask the host to evaluate a contract; a falsy answer raises */
+  CONTRACT,
   // Inlined core functions (2 operands unless said); fall back to the builtin for other types.
   ADD,
   SUB,

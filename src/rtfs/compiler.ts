@@ -45,6 +45,14 @@ export interface CompileHost {
 /** A macro written in TypeScript: receives the whole form and the compiler (for gensyms). */
 export type MacroFn = (form: RList, c: Compiler) => Form;
 
+/** One arity of a `fn` as written: parameters, body, and `^{:pre .. :post ..}` contracts. */
+interface FnClause {
+  params: List<Value>;
+  body: Form[];
+  form: Form;
+  contracts?: RMap;
+}
+
 /** A parameter or binding with its optional type annotation (a type form). */
 interface Param {
   pat: Form;
@@ -105,15 +113,15 @@ class FnCtx {
 const SPECIAL_FORMS = new Set([
   'quote', 'if', 'do', 'def', 'fn', 'fn*', 'λ', 'let', 'let*', 'loop', 'recur', 'letfn', 'try', 'throw',
   'defmacro', 'call', 'step', 'step.parallel', 'step-parallel', 'step.with-compensation', 'plan', 'match',
-  'catch', 'finally', '&',
+  'catch', 'finally', '&', 'rtfs.core/saga-scope',
 ]);
+
+/** Internal special form: its body is a saga scope (used for whole units). */
+const SAGA_SCOPE = 'rtfs.core/saga-scope';
 
 /** Whether a symbol names a special form (used by `rtfs check` and the docs test). */
 export const isSpecialForm = (name: string): boolean => SPECIAL_FORMS.has(name);
-export const SPECIAL_FORM_NAMES: readonly string[] = [...SPECIAL_FORMS].filter((n) => !['catch', 'finally', '&'].includes(n));
-
-/** The host request a `step.with-compensation` makes after its primary succeeded. */
-export const COMPENSATION_CAPABILITY = 'ccos.compensation/register';
+export const SPECIAL_FORM_NAMES: readonly string[] = [...SPECIAL_FORMS].filter((n) => !['catch', 'finally', '&', 'rtfs.core/saga-scope'].includes(n));
 
 const CORE_PREFIXES = ['rtfs.core/', 'clojure.core/'];
 const STRING_ALIASES = ['str/', 'string/', 's/'];
@@ -138,6 +146,8 @@ export class Compiler {
   private readonly capabilities: { id: string; pos: SourcePos | undefined }[] = [];
   private dynamicCapabilities = false;
   private currentPos: SourcePos | undefined;
+  /** Inside a contract predicate: effects are compile errors. */
+  private pureDepth = 0;
 
   constructor(
     private readonly host: CompileHost,
@@ -154,7 +164,9 @@ export class Compiler {
   compileUnit(forms: Form[]): CompiledUnit {
     // Top-level definitions may refer to each other in any order: declare them first.
     for (const f of forms) this.predeclare(f);
-    const main = this.compileFnBody('main', null, forms.length === 0 ? [null] : forms, undefined);
+    const body = forms.length === 0 ? [null] : forms;
+    // A unit that registers compensations is a saga scope: a failure escaping it runs them.
+    const main = mentions(forms, 'step.with-compensation') ? this.compileFnBody('main', null, [RList.from([new Sym(SAGA_SCOPE), ...(body as Value[])])], undefined) : this.compileFnBody('main', null, body, undefined);
     return { main, protos: this.protos, capabilities: this.capabilities, dynamicCapabilities: this.dynamicCapabilities };
   }
 
@@ -368,6 +380,7 @@ export class Compiler {
       const h = (inner.first() as Sym).name;
       if (h === 'call') return this.compileHostCall(inner, f.meta);
       if (h === 'step') return this.compileStep(inner, f.meta);
+      if (h === 'step.parallel' || h === 'step-parallel') return this.compileParallel(inner, inner.rest().toArray(), f.meta);
     }
     this.compile(inner, tail);
   }
@@ -495,9 +508,11 @@ export class Compiler {
       case 'step.with-compensation':
         return this.compileWithCompensation(form, args);
       case 'plan':
-        return this.compilePlan(form, args, tail);
+        return this.compilePlan(form, args);
       case 'match':
         return this.compileMatch(form, args, tail);
+      case SAGA_SCOPE:
+        return this.compileSagaScope(() => this.compileBody(args, false));
       default:
         this.fail(`\`${name}\` is only valid inside its enclosing form`, form);
     }
@@ -537,9 +552,9 @@ export class Compiler {
     }
     const rest = args.slice(i);
     if (rest.length === 0) this.fail('fn needs a parameter vector', form, '(fn [x] body)');
-    let clauses: { params: List<Value>; body: Form[]; form: Form }[];
+    let clauses: FnClause[];
     const p0 = stripMeta(rest[0]);
-    if (List.isList(p0)) clauses = [{ params: p0 as List<Value>, body: rest.slice(1), form }];
+    if (List.isList(p0)) clauses = [{ params: p0 as List<Value>, body: rest.slice(1), form, contracts: rest[0] instanceof MetaForm ? rest[0].meta : undefined }];
     else if (p0 instanceof RList && rest.every((c) => stripMeta(c) instanceof RList)) {
       // Multi-arity `([x] ...) ([x y] ...)`, or the seeds' `(fn (x) body)` list parameters.
       const asArity = rest.every((c) => {
@@ -548,7 +563,8 @@ export class Compiler {
       });
       if (asArity) clauses = rest.map((c) => {
         const l = stripMeta(c) as RList;
-        return { params: stripMeta(l.first()) as List<Value>, body: l.rest().toArray(), form: c };
+        const ps = l.first();
+        return { params: stripMeta(ps) as List<Value>, body: l.rest().toArray(), form: c, contracts: ps instanceof MetaForm ? ps.meta : undefined };
       });
       else clauses = [{ params: List((p0 as RList).toArray()), body: rest.slice(1), form }];
     } else this.fail('fn needs a parameter vector', rest[0], '(fn [x] body)');
@@ -556,7 +572,7 @@ export class Compiler {
   }
 
   /** Compiles a function and emits the CLOSURE instruction that makes it at run time. */
-  private emitFn(name: string | null, clauses: { params: List<Value>; body: Form[]; form: Form }[], pos: SourcePos | undefined): Proto {
+  private emitFn(name: string | null, clauses: FnClause[], pos: SourcePos | undefined): Proto {
     const outer = this.fn;
     const ctx = new FnCtx(outer, name);
     this.fn = ctx;
@@ -580,7 +596,19 @@ export class Compiler {
         if (p.type !== null) this.emitTypeCheck(slots[k], p.type, `argument ${prStr(p.pat)} of ${name ?? 'fn'}`, p.variadicElements);
       });
       const { returnType, body } = this.splitReturnType(cl.body);
-      if (returnType === null) {
+      const pre = cl.contracts?.get(kw('pre'), null) ?? null;
+      const post = cl.contracts?.get(kw('post'), null) ?? null;
+      const argLoads = slots.map((sl) => () => this.emit(Op.LOCAL, sl));
+      if (pre !== null) this.emitContract('pre', pre, argLoads, slots.length);
+      if (post !== null) {
+        this.ar.noTailCalls = true;
+        this.compileBody(body, true);
+        const r = this.newSlot();
+        this.emit(Op.SETLOCAL, r);
+        if (returnType !== null) this.emitTypeCheck(r, returnType, `return value of ${name ?? 'fn'}`, false);
+        this.emitContract('post', post, [...argLoads, () => this.emit(Op.LOCAL, r)], slots.length + 1);
+        this.emit(Op.LOCAL, r);
+      } else if (returnType === null) {
         this.compileBody(body, true);
       } else {
         this.ar.noTailCalls = true;
@@ -955,7 +983,12 @@ export class Compiler {
 
   // Host boundary ----------------------------------------------------------------------------------
 
+  private assertEffectsAllowed(form: RList, what: string): void {
+    if (this.pureDepth > 0) this.fail(`contract predicates must be pure: ${what} is not allowed in :pre, :post or :invariant`, form, 'a contract may only inspect its arguments; do the effect in the step itself');
+  }
+
   private compileHostCall(form: RList, meta: RMap | null): void {
+    this.assertEffectsAllowed(form, '`call`');
     const args = form.rest().toArray();
     if (args.length < 1) this.fail('call needs a capability id', form, '(call :capability.id args...)');
     const cap = args[0];
@@ -976,8 +1009,8 @@ export class Compiler {
       meta = meta ? meta.merge(nameForm.meta) : nameForm.meta;
       nameForm = nameForm.form;
     }
-    if (!(typeof nameForm === 'string' || nameForm instanceof Keyword || nameForm instanceof Sym)) {
-      this.fail('step name must be a string, keyword or symbol', args[0]);
+    if (!(typeof nameForm === 'string' || nameForm instanceof Keyword || nameForm instanceof Sym || nameForm instanceof RList)) {
+      this.fail('step name must be a string, keyword or symbol (or an expression computing a string)', args[0]);
     }
     let rest = args.slice(1);
     let opts: Form = null;
@@ -991,46 +1024,175 @@ export class Compiler {
       meta = meta ? meta.merge(m.meta) : m.meta;
       rest = [m.form, ...rest.slice(1)];
     }
-    const stepName = nameForm instanceof Keyword ? nameForm.name : nameForm instanceof Sym ? nameForm.name : nameForm;
-    this.emitConst(stepName);
+    const stepName: Form = nameForm instanceof Keyword ? nameForm.name : nameForm instanceof Sym ? nameForm.name : nameForm;
+    this.assertEffectsAllowed(form, 'a step');
+    const pre = meta?.get(kw('pre'), null) ?? null;
+    const post = meta?.get(kw('post'), null) ?? null;
+    if (stepName instanceof RList) this.compile(stepName, false);
+    else this.emitConst(stepName);
     this.compile(opts, false);
     this.compile(meta, false);
     this.emit(Op.STEP_ENTER);
+    // A step is a saga scope: on failure, compensations registered inside it run (newest first)
+    // before the host hears that the step failed.
+    const mark = this.newSlot();
+    this.emit(Op.SAGA_MARK);
+    this.emit(Op.SETLOCAL, mark);
     this.ar.tryDepth++;
     const toHandler = this.emitJump(Op.TRY);
-    this.compileBody(rest, false);
+    if (pre !== null || post !== null) {
+      // Contracts see a context: the step's :ctx metadata, or {:step name}.
+      const ctx = this.newSlot();
+      if (meta?.has(kw('ctx'))) this.compile(meta.get(kw('ctx')) as Form, false);
+      else if (stepName instanceof RList) this.compile(RList.from([new Sym('rtfs.core/hash-map'), kw('step'), stepName]), false);
+      else this.emitConst(EMPTY_MAP.set(kw('step'), stepName));
+      this.emit(Op.SETLOCAL, ctx);
+      if (pre !== null) this.emitContract('pre', pre, [() => this.emit(Op.LOCAL, ctx)], 1);
+      this.compileBody(rest, false);
+      if (post !== null) {
+        const r = this.newSlot();
+        this.emit(Op.SETLOCAL, r);
+        this.emitContract('post', post, [() => this.emit(Op.LOCAL, ctx), () => this.emitAssocResult(ctx, r)], 2);
+        this.emit(Op.LOCAL, r);
+      }
+    } else this.compileBody(rest, false);
     this.emit(Op.ENDTRY);
     this.ar.tryDepth--;
     this.emit(Op.STEP_EXIT);
     const toEnd = this.emitJump(Op.JUMP);
     this.patch(toHandler);
+    const err = this.newSlot();
+    this.emit(Op.SETLOCAL, err);
+    this.emitCompensateSince(mark);
+    this.emit(Op.LOCAL, err);
     this.emit(Op.STEP_FAIL);
     this.patch(toEnd);
   }
 
-  private compileParallel(form: RList, args: Form[]): void {
+  /** `(assoc ctx :result r)`, the "after" context of a postcondition or invariant. */
+  private emitAssocResult(ctx: number, r: number): void {
+    this.emit(Op.GLOBAL, this.ar.constIndex(this.host.findCell('assoc')!));
+    this.emit(Op.LOCAL, ctx);
+    this.emitConst(kw('result'));
+    this.emit(Op.LOCAL, r);
+    this.emit(Op.CALL, 3);
+  }
+
+  /** Runs, newest first, the compensations registered since `mark` (a saga scope's failure path). */
+  private emitCompensateSince(mark: number): void {
+    const thunk = this.newSlot();
+    const loop = this.here();
+    this.emit(Op.LOCAL, mark);
+    this.emit(Op.SAGA_NEXT);
+    this.emit(Op.SETLOCAL, thunk);
+    this.emit(Op.LOCAL, thunk);
+    const done = this.emitJump(Op.JUMPF);
+    this.emit(Op.LOCAL, thunk);
+    this.emit(Op.CALL, 0);
+    this.emit(Op.POP);
+    this.emit(Op.JUMP, loop);
+    this.patch(done);
+  }
+
+  /** A saga scope around `body`: a failure escaping it runs the compensations registered inside. */
+  private compileSagaScope(body: () => void): void {
+    const mark = this.newSlot();
+    this.emit(Op.SAGA_MARK);
+    this.emit(Op.SETLOCAL, mark);
+    this.ar.tryDepth++;
+    const toHandler = this.emitJump(Op.TRY);
+    body();
+    this.emit(Op.ENDTRY);
+    this.ar.tryDepth--;
+    const toEnd = this.emitJump(Op.JUMP);
+    this.patch(toHandler);
+    const err = this.newSlot();
+    this.emit(Op.SETLOCAL, err);
+    this.emitCompensateSince(mark);
+    this.emit(Op.LOCAL, err);
+    this.emit(Op.THROW);
+    this.patch(toEnd);
+  }
+
+  /**
+   * Emits a contract check: the predicate (compiled pure, its arity checked when it is a literal
+   * `fn`) and its arguments go to the host, which evaluates it in a pure machine and records it.
+   */
+  private emitContract(phase: 'pre' | 'post' | 'invariant', predicate: Form, args: (() => void)[], arity: number): void {
+    const lit = literalFnArities(predicate);
+    if (lit && !lit.some((a) => (a.variadic ? arity >= a.n : arity === a.n))) {
+      this.fail(`the :${phase} contract takes ${arity} argument${arity === 1 ? '' : 's'} here, but its fn takes ${lit.map((a) => (a.variadic ? `${a.n}+` : a.n)).join(' or ')}`, predicate, phase === 'pre' ? '(fn [ctx] ...) for a step, (fn [args...] ...) for a defn' : '(fn [before after] ...) for a step or plan, (fn [args... result] ...) for a defn');
+    }
+    this.emitConst(phase);
+    this.pureDepth++;
+    try {
+      this.compile(predicate, false);
+    } finally {
+      this.pureDepth--;
+    }
+    for (const a of args) a();
+    this.emit(Op.VEC, args.length);
+    this.emit(Op.CONTRACT);
+  }
+
+  private compileParallel(form: RList, args: Form[], meta: RMap | null = null): void {
+    this.assertEffectsAllowed(form, 'step.parallel');
     if (args.length === 0) return this.emitConst(List());
-    for (const branch of args) this.emitFn(null, [{ params: List(), body: [branch], form: branch }], posOf(branch) ?? posOf(form));
-    this.emit(Op.FORK, args.length);
+    const policy = meta?.get(kw('on-branch-fail'), null);
+    if (policy !== null && policy !== undefined && !(policy instanceof Keyword && (policy.name === 'cancel' || policy.name === 'await'))) {
+      this.fail(':on-branch-fail must be :await (default) or :cancel', form);
+    }
+    // The block is a saga scope: when the join fails, what the branches registered is undone.
+    this.compileSagaScope(() => {
+      for (const branch of args) this.emitFn(null, [{ params: List(), body: [branch], form: branch }], posOf(branch) ?? posOf(form));
+      this.emit(Op.FORK, args.length, policy instanceof Keyword && policy.name === 'cancel' ? 1 : 0);
+    });
   }
 
   private compileWithCompensation(form: RList, args: Form[]): void {
+    this.assertEffectsAllowed(form, 'step.with-compensation');
     if (args.length !== 2) this.fail('step.with-compensation takes a primary form and a compensation form', form, '(step.with-compensation (step "do" ...) (step "undo" ...))');
-    // The kernel runs the primary; the compensation is handed to the host as a function it may
-    // run later (sagas are the orchestrator's business).
-    this.compile(args[0], false);
-    const primary = this.newSlot();
-    this.emit(Op.SETLOCAL, primary);
-    this.emitConst(null);
-    this.emitConst(COMPENSATION_CAPABILITY);
-    this.emit(Op.LOCAL, primary);
-    this.emitFn(null, [{ params: List(), body: [args[1]], form: args[1] }], posOf(args[1]));
-    this.emit(Op.HOST, 2);
+    const [primary, compensation] = args;
+    // The primary's step name (an expression when the name is computed; pure, so safe to repeat).
+    const primaryName: Form = stepNameOf(primary) ?? 'primary';
+    // The compensation runs as a step of its own, marked as such for the host.
+    const thunk = (): void => {
+      const label = typeof primaryName === 'string' ? `compensate: ${primaryName}` : RList.from([new Sym('rtfs.core/str'), 'compensate: ', primaryName]);
+      const opts = typeof primaryName === 'string' ? EMPTY_MAP.set(kw('compensation-of'), primaryName) : EMPTY_MAP.set(kw('compensation-of'), primaryName);
+      const comp = RList.from([new Sym('step'), label, opts, compensation as Value]);
+      formPos.set(comp, posOf(compensation) ?? posOf(form)!);
+      this.emitFn(null, [{ params: List(), body: [comp], form: compensation }], posOf(compensation));
+    };
+    const result = this.newSlot();
+    this.ar.tryDepth++;
+    const toHandler = this.emitJump(Op.TRY);
+    this.compile(primary, false);
+    this.emit(Op.ENDTRY);
+    this.ar.tryDepth--;
+    this.emit(Op.SETLOCAL, result);
+    // Success: register the compensation in the enclosing saga scope.
+    this.compile(primaryName, false);
+    thunk();
+    this.emit(Op.SAGA_PUSH);
+    this.emit(Op.LOCAL, result);
+    const toEnd = this.emitJump(Op.JUMP);
+    // The primary failed its postcondition: its effects happened, so compensate it now.
+    this.patch(toHandler);
+    const err = this.newSlot();
+    this.emit(Op.SETLOCAL, err);
+    this.emit(Op.LOCAL, err);
+    this.emit(Op.ERRMATCH, this.ar.constIndex(kw('contract/postcondition-failed')));
+    const toRethrow = this.emitJump(Op.JUMPF);
+    thunk();
+    this.emit(Op.CALL, 0);
     this.emit(Op.POP);
-    this.emit(Op.LOCAL, primary);
+    this.patch(toRethrow);
+    this.emit(Op.LOCAL, err);
+    this.emit(Op.THROW);
+    this.patch(toEnd);
   }
 
-  private compilePlan(form: RList, args: Form[], tail: boolean): void {
+  private compilePlan(form: RList, args: Form[]): void {
     let meta: RMap = EMPTY_MAP;
     const props: Form[] = [];
     for (const a of args) {
@@ -1061,9 +1223,21 @@ export class Compiler {
     for (let k = 0; k < propMap.length; k += 2) m = m.set(propMap[k] as Value, propMap[k + 1] as Value);
     this.compile(m, false);
     this.emit(Op.PLAN_ENTER);
-    this.compile(program, false);
+    const invariant = meta.get(kw('invariant'), null);
+    // A plan is a saga scope; its invariant compares the state at entry and at exit.
+    this.compileSagaScope(() => {
+      if (invariant === null) return this.compile(program!, false);
+      const state = this.newSlot();
+      const stateIdx = propMap.findIndex((k) => k instanceof Keyword && k.name === 'state');
+      this.compile(stateIdx >= 0 ? propMap[stateIdx + 1] : EMPTY_MAP, false);
+      this.emit(Op.SETLOCAL, state);
+      this.compile(program!, false);
+      const r = this.newSlot();
+      this.emit(Op.SETLOCAL, r);
+      this.emitContract('invariant', invariant as Form, [() => this.emit(Op.LOCAL, state), () => this.emitAssocResult(state, r)], 2);
+      this.emit(Op.LOCAL, r);
+    });
     this.emit(Op.PLAN_EXIT);
-    void tail;
   }
 
   // match -------------------------------------------------------------------------------------------
@@ -1186,6 +1360,45 @@ function nameAnonymousFn(expr: Form, name: Sym): Form {
   const p = posOf(expr);
   if (p) formPos.set(named, p);
   return named;
+}
+
+/** Does `sym` appear anywhere in these forms? */
+function mentions(forms: Form[], name: string): boolean {
+  // Iterative: deeply nested data must not exhaust the JS stack here.
+  const todo: Form[] = [...forms];
+  while (todo.length) {
+    const f = todo.pop()!;
+    if (f instanceof Sym) {
+      if (f.name === name) return true;
+    } else if (f instanceof MetaForm) todo.push(f.form);
+    else if (f instanceof RList) todo.push(...f.toArray());
+    else if (List.isList(f) || ISet.isSet(f)) todo.push(...(f as List<Value>).toArray());
+    else if (IMap.isMap(f)) (f as RMap).forEach((v, k) => todo.push(k, v));
+  }
+  return false;
+}
+
+/** The name of a `(step name ...)` form: a string, or the expression computing it. */
+function stepNameOf(f: Form): Form | null {
+  const l = stripMeta(f);
+  if (!(l instanceof RList) || !(l.first() instanceof Sym) || (l.first() as Sym).name !== 'step') return null;
+  const n = stripMeta(l.rest().first());
+  return typeof n === 'string' ? n : n instanceof Keyword || n instanceof Sym ? n.name : n instanceof RList ? n : null;
+}
+
+/** Parameter counts of a literal `(fn [..] ..)` form, or null when it is not one. */
+function literalFnArities(f: Form): { n: number; variadic: boolean }[] | null {
+  const l = stripMeta(f);
+  if (!(l instanceof RList) || !(l.first() instanceof Sym) || !['fn', 'fn*', 'λ'].includes((l.first() as Sym).name)) return null;
+  let rest = l.rest().toArray();
+  if (stripMeta(rest[0] ?? null) instanceof Sym) rest = rest.slice(1);
+  const vectors = List.isList(stripMeta(rest[0] ?? null)) ? [stripMeta(rest[0])] : rest.map((c) => (stripMeta(c) instanceof RList ? stripMeta((stripMeta(c) as RList).first()) : null));
+  if (vectors.some((v) => !List.isList(v))) return null;
+  return vectors.map((v) => {
+    const ps = (v as List<Value>).toArray().filter((p) => !(p instanceof Keyword) && !(p instanceof Sym && p.name === ':'));
+    const amp = ps.findIndex((p) => p instanceof Sym && p.name === '&');
+    return amp < 0 ? { n: ps.length, variadic: false } : { n: amp, variadic: true };
+  });
 }
 
 /** Removes a reader metadata wrapper. */

@@ -5,11 +5,11 @@
  * CLI, tests and embedders that answer host calls in-process.
  * Must never: import `node:*` or perform effects itself (effects come from the caller's host).
  */
-import { COMPENSATION_CAPABILITY } from './compiler.js';
-import { errorValueToRtfsError, type HostRequest, type Machine, type Outcome, type Resolution } from './machine.js';
+import { Machine, errorValueToRtfsError, type HostRequest, type Outcome, type Resolution } from './machine.js';
 import { createRuntime, type Runtime } from './runtime.js';
 import { restoreMachine, saveMachine } from './serialize.js';
-import { ErrorValue, RtfsError, type Value } from './values.js';
+import { Closure, ErrorValue, RtfsError, isFn, type Builtin, type Value } from './values.js';
+import { prStr } from './printer.js';
 
 export { readAll, readOne, MetaForm, posOf, type Form } from './reader.js';
 export { prStr, strOf } from './printer.js';
@@ -17,7 +17,7 @@ export { createRuntime, Runtime, type LoadedUnit } from './runtime.js';
 export { Machine, errorValueToRtfsError, type HostRequest, type Outcome, type Resolution, type Scope } from './machine.js';
 export { saveMachine, restoreMachine, valueToJson, valueFromJson, errorToJson, STATE_FORMAT, type MachineState } from './serialize.js';
 export { formatDiagnostic } from './diagnostics.js';
-export { COMPENSATION_CAPABILITY, SPECIAL_FORM_NAMES } from './compiler.js';
+export { SPECIAL_FORM_NAMES } from './compiler.js';
 export * from './values.js';
 
 /** Answers a capability call in-process: return its value or throw to fail the call. */
@@ -40,15 +40,36 @@ export interface EvaluateOptions {
   onSuspend?: (requests: HostRequest[]) => void;
 }
 
+/** Fuel for one contract predicate: enough for real checks, never a hang. */
+export const CONTRACT_FUEL = 1_000_000;
+
+/**
+ * Evaluates a contract predicate in a pure machine (a `call` in it is an error) under fuel.
+ * Hosts use this to answer `contract` requests.
+ */
+export function evaluateContract(rt: Runtime, fn: Value, args: Value[]): Resolution {
+  if (!isFn(fn)) return { error: new RtfsError('contract', `a contract must be a function, got ${prStr(fn)}`) };
+  try {
+    if (fn instanceof Closure) return { value: Machine.runPure(rt, fn, args, CONTRACT_FUEL) };
+    const b = fn as Builtin;
+    if (args.length < b.minArity || args.length > b.maxArity || b.special) throw new RtfsError('arity', `${b.name} cannot be called with ${args.length} arguments as a contract`);
+    return { value: b.fn(args) };
+  } catch (e) {
+    if (e instanceof RtfsError) return { error: new RtfsError(e.code === 'host' ? 'contract/impure' : e.code, `contract evaluation failed: ${e.message}`, e.pos, undefined, e.code === 'host' ? 'contracts must be pure: no calls' : e.hint) };
+    throw e;
+  }
+}
+
 /** The answer the in-process driver gives a request. */
-function answer(req: HostRequest, onCall: CallHandler | undefined): Resolution {
+function answer(req: HostRequest, onCall: CallHandler | undefined, rt: Runtime): Resolution {
   switch (req.kind) {
+    case 'contract':
+      return evaluateContract(rt, req.fn, req.args);
     case 'step-start':
       return { value: null };
     case 'step-end':
       return req.outcome.ok ? { value: req.outcome.value } : { error: req.outcome.error };
     case 'call':
-      if (req.capability === COMPENSATION_CAPABILITY) return { value: null };
       if (!onCall) {
         return { error: new RtfsError('host', `no host to run capability ${req.capability}`, req.pos, undefined, 'pass --host FILE with a map of mock capabilities, or run the plan with ccos') };
       }
@@ -79,7 +100,7 @@ export function drive(runtime: Runtime, machine: Machine, opts: EvaluateOptions 
       ({ runtime: rt, machine: m } = restoreMachine(JSON.parse(json)));
       if (opts.jit === false) m.jit = false;
     }
-    m.resume(out.requests.map((r) => ({ id: r.id, resolution: answer(r, opts.onCall) })));
+    m.resume(out.requests.map((r) => ({ id: r.id, resolution: answer(r, opts.onCall, rt) })));
   }
 }
 

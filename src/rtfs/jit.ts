@@ -33,7 +33,7 @@ export interface JitState {
 /** After this many bails at one entry point the arity stays interpreted (prevents quadratic re-runs). */
 export const MAX_BAILS = 3;
 
-const UNSUPPORTED = new Set<Op>([Op.HOST, Op.TRY, Op.ENDTRY, Op.STEP_ENTER, Op.STEP_EXIT, Op.STEP_FAIL, Op.PLAN_ENTER, Op.PLAN_EXIT, Op.FORK, Op.ERRMATCH]);
+const UNSUPPORTED = new Set<Op>([Op.HOST, Op.TRY, Op.ENDTRY, Op.STEP_ENTER, Op.STEP_EXIT, Op.STEP_FAIL, Op.PLAN_ENTER, Op.PLAN_EXIT, Op.FORK, Op.ERRMATCH, Op.SAGA_PUSH, Op.SAGA_MARK, Op.SAGA_NEXT, Op.CONTRACT]);
 
 const OPERANDS: Partial<Record<Op, number>> = {
   [Op.CONST]: 1, [Op.LOCAL]: 1, [Op.SETLOCAL]: 1, [Op.FREE]: 1, [Op.GLOBAL]: 1, [Op.DEF]: 1, [Op.JUMP]: 1, [Op.JUMPF]: 1,

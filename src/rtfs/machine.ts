@@ -74,6 +74,18 @@ export type HostRequest =
       readonly pos: SourcePos | undefined;
     }
   | {
+      /** A pure predicate (`:pre`, `:post`, `:invariant`) for the host to evaluate and record. */
+      readonly kind: 'contract';
+      readonly id: string;
+      readonly fiber: number;
+      readonly phase: 'pre' | 'post' | 'invariant';
+      readonly fn: Value;
+      readonly args: Value[];
+      readonly stepPath: readonly string[];
+      readonly scopes: readonly Scope[];
+      readonly pos: SourcePos | undefined;
+    }
+  | {
       readonly kind: 'step-end';
       readonly id: string;
       readonly fiber: number;
@@ -125,10 +137,22 @@ export class Fiber {
   error: ErrorValue | null = null;
   /** For a joining fiber: its branch fibers, in branch order. */
   children: number[] = [];
+  /** Registered compensations, oldest first (`step.with-compensation`). */
+  sagas: SagaEntry[] = [];
+  /** When a branch of this fiber's `step.parallel` fails: wait for the others, or cancel them. */
+  onBranchFail: 'await' | 'cancel' = 'await';
   constructor(
     readonly id: number,
     readonly parent: number,
   ) {}
+}
+
+/** A compensation registered by `step.with-compensation`, run if its scope later fails. */
+export interface SagaEntry {
+  /** Name of the primary step it undoes. */
+  readonly primary: string;
+  /** A zero-argument function that runs the compensation (as a step). */
+  readonly thunk: Value;
 }
 
 /** Default limits; hosts override them per run. */
@@ -257,14 +281,45 @@ export class Machine {
     if (f.parent < 0) return;
     const parent = this.fibers[f.parent];
     const kids = parent.children.map((id) => this.fibers[id]);
+    if (f.status === 'failed' && parent.onBranchFail === 'cancel') {
+      for (const k of kids) if (k.status === 'ready' || k.status === 'blocked') this.cancelFiber(k, f.error!);
+    }
     if (!kids.every((k) => k.status === 'done' || k.status === 'failed')) return;
     // Join in branch order, whatever the completion order. The first failed branch (in branch
-    // order) is raised in the parent.
+    // order) is raised in the parent. Compensations the branches registered (completed ones, and
+    // those a failed branch did not unwind) move to the parent in branch order: a later failure
+    // of the parent's scope — or this join's own failure — runs them.
     const failed = kids.find((k) => k.status === 'failed');
+    for (const k of kids) {
+      parent.sagas.push(...k.sagas);
+      k.sagas = [];
+    }
     parent.children = [];
     parent.status = 'ready';
+    parent.onBranchFail = 'await';
     parent.inbox = failed ? { error: failed.error! } : { value: List(kids.map((k) => k.result)) };
-    // Finished branch fibers are no longer needed; keep ids stable by leaving tombstones.
+  }
+
+  /** Makes a fiber raise `:cancelled` where it stands (its scopes then run their compensations). */
+  private cancelFiber(f: Fiber, cause: ErrorValue | null): void {
+    const err = new ErrorValue(cause ? `cancelled because a sibling branch failed: ${cause.message}` : 'the run was cancelled', EMPTY_MAP.set(kw('code'), kw('cancelled')), kw('cancelled'));
+    if (f.status === 'blocked') f.request = null;
+    if (f.status === 'joining') {
+      for (const id of f.children) this.cancelFiber(this.fibers[id], cause);
+      return;
+    }
+    f.inbox = { error: err };
+    f.status = 'ready';
+  }
+
+  /**
+   * Cancels the run: every fiber raises `:cancelled` where it stands. Scopes unwind and run their
+   * compensations (which may ask the host for more calls); call `run` to drive that to the end.
+   */
+  cancel(): void {
+    const root = this.fibers[0];
+    if (!root || root.status === 'done' || root.status === 'failed') return;
+    this.cancelFiber(root, null);
   }
 
   private newRequestId(f: Fiber): string {
@@ -615,6 +670,7 @@ export class Machine {
               break;
             case Op.FORK: {
               const n = ops[pc++];
+              f.onBranchFail = ops[pc++] === 1 ? 'cancel' : 'await';
               const thunks = stack.splice(stack.length - n, n) as Closure[];
               f.children = [];
               for (const t of thunks) {
@@ -626,6 +682,29 @@ export class Machine {
                 f.children.push(child.id);
               }
               f.status = 'joining';
+              save();
+              return true;
+            }
+            case Op.SAGA_PUSH: {
+              const thunk = stack.pop()!;
+              const primary = stack.pop()!;
+              f.sagas.push({ primary: typeof primary === 'string' ? primary : prStr(primary), thunk });
+              break;
+            }
+            case Op.SAGA_MARK:
+              stack.push(f.sagas.length);
+              break;
+            case Op.SAGA_NEXT: {
+              const mark = stack.pop() as number;
+              stack.push(f.sagas.length > mark ? f.sagas.pop()!.thunk : null);
+              break;
+            }
+            case Op.CONTRACT: {
+              const args = stack.pop()!;
+              const fn = stack.pop()!;
+              const phase = stack.pop() as 'pre' | 'post' | 'invariant';
+              f.request = { kind: 'contract', id: this.newRequestId(f), fiber: f.id, phase, fn, args: seqToArray(args, 'contract'), stepPath: this.stepPath(f), scopes: f.scopes.slice(), pos: posHere() };
+              f.status = 'blocked';
               save();
               return true;
             }
@@ -773,6 +852,12 @@ export class Machine {
         if (r.value instanceof Labeled) this.labelsActive = true;
         f.stack.push(r.value);
         return;
+      case 'contract': {
+        if (truthy(r.value)) return;
+        const what = req.phase === 'pre' ? 'precondition' : req.phase === 'post' ? 'postcondition' : 'invariant';
+        const code = kw(`contract/${what}-failed`);
+        throw new Raise(new ErrorValue(`${what} failed${req.stepPath.length ? ` in step ${req.stepPath[req.stepPath.length - 1]}` : ''}`, EMPTY_MAP.set(kw('code'), code).set(kw('phase'), kw(req.phase)), code, pos));
+      }
       case 'step-start': {
         const s = req.scopes[req.scopes.length - 1];
         f.scopes.push({ ...s, handlerDepth: f.handlers.length });

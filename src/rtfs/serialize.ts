@@ -113,6 +113,8 @@ function encodeRequest(e: Encoder, r: HostRequest): Json {
       return { ...base, capability: r.capability, args: r.args.map((a) => e.value(a)), meta: e.value(r.meta) };
     case 'step-start':
       return { ...base, name: r.name, opts: e.value(r.opts), meta: e.value(r.meta) };
+    case 'contract':
+      return { ...base, phase: r.phase, fn: e.value(r.fn), args: r.args.map((a) => e.value(a)) };
     case 'step-end':
       return { ...base, name: r.name, ok: r.outcome.ok, v: r.outcome.ok ? e.value(r.outcome.value) : e.value(r.outcome.error) };
   }
@@ -142,6 +144,8 @@ export function saveMachine(rt: Runtime, m: Machine): MachineState {
     result: e.value(f.result),
     error: f.error ? e.value(f.error) : null,
     children: f.children,
+    sagas: f.sagas.map((g) => ({ p: g.primary, t: e.value(g.thunk) })),
+    branchFail: f.onBranchFail,
   }));
   return {
     format: STATE_FORMAT,
@@ -248,6 +252,8 @@ function decodeRequest(d: Decoder, r: J): HostRequest {
       return { kind: 'call', ...base, capability: r.capability as string, args: (r.args as Json[]).map((a) => d.value(a)), meta: d.value(r.meta) };
     case 'step-start':
       return { kind: 'step-start', ...base, name: r.name as string, opts: d.value(r.opts), meta: d.value(r.meta) };
+    case 'contract':
+      return { kind: 'contract', ...base, phase: r.phase as 'pre' | 'post' | 'invariant', fn: d.value(r.fn), args: (r.args as Json[]).map((a) => d.value(a)) };
     case 'step-end':
       return { kind: 'step-end', ...base, name: r.name as string, outcome: r.ok ? { ok: true, value: d.value(r.v) } : { ok: false, error: d.value(r.v) as ErrorValue } };
     default:
@@ -301,6 +307,8 @@ export function restoreMachine(state: MachineState, rt: Runtime = new Runtime())
     f.result = d.value(fj.result);
     f.error = fj.error ? (d.value(fj.error) as ErrorValue) : null;
     f.children = fj.children as number[];
+    f.sagas = ((fj.sagas as J[] | undefined) ?? []).map((g) => ({ primary: g.p as string, thunk: d.value(g.t) }));
+    f.onBranchFail = (fj.branchFail as 'await' | 'cancel' | undefined) ?? 'await';
     return f;
   });
   return { runtime: rt, machine: m };
