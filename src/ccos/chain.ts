@@ -16,7 +16,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { canonicalJson, type Json } from '../common/canonical.js';
 import { CcosError } from './errors.js';
 import type { NodeKey } from './keys.js';
-import type { SqliteStore } from './store/sqlite.js';
+import { translateSqliteError, type SqliteStore } from './store/sqlite.js';
 
 /** Every kind of action on the chain. */
 export const ACTION_TYPES = [
@@ -89,7 +89,9 @@ export interface VerifyReport {
   actions: number;
   sealed: number;
   seals: number;
-  /** Problems found, first first; each names the sequence number. */
+  /** Actions after the last seal (normal while a run is in progress). */
+  unsealedTail: number;
+  /** Problems found, first first; each names the sequence number (0: not tied to one action). */
   problems: { seq: number; problem: string }[];
 }
 
@@ -197,7 +199,11 @@ export class CausalChain {
       args.push(filter.afterSeq);
     }
     const sql = `SELECT * FROM actions ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq${filter.limit ? ' LIMIT ' + Number(filter.limit) : ''}`;
-    return (this.store.stmt(sql).all(...args) as ActionRow[]).map(rowToAction);
+    try {
+      return (this.store.stmt(sql).all(...args) as ActionRow[]).map(rowToAction);
+    } catch (e) {
+      throw translateSqliteError(e, this.store.dbPath);
+    }
   }
 
   /** Streams every action (for export and verification) without loading the chain in memory. */
@@ -211,6 +217,14 @@ export class CausalChain {
    * over the hash at its sequence number.
    */
   verify(): VerifyReport {
+    try {
+      return this.verifyUnsafe();
+    } catch (e) {
+      throw translateSqliteError(e, this.store.dbPath);
+    }
+  }
+
+  private verifyUnsafe(): VerifyReport {
     const problems: { seq: number; problem: string }[] = [];
     const seals = this.store.stmt('SELECT * FROM seals ORDER BY seq').all() as { seq: number; head_hash: string; key_id: string; signature: string }[];
     const sealAt = new Map(seals.map((s) => [s.seq, s]));
@@ -248,7 +262,20 @@ export class CausalChain {
       if (problems.length >= 50) break;
     }
     for (const s of seals) if (s.seq >= expectedSeq) problems.push({ seq: s.seq, problem: 'a seal covers actions that are missing (deleted from the end of the chain)' });
-    return { ok: problems.length === 0, actions: count, sealed: lastSealed, seals: seals.length, problems };
+    // The node seals in the same transaction as every PlanCompleted/Paused/Aborted/Cancelled, so
+    // such an action after the last seal was not written by this node (forged, or its seals were
+    // removed to hide a rewrite).
+    const lastSeal = seals.length ? seals[seals.length - 1].seq : 0;
+    const unsealedTerminal = this.store.db
+      .prepare(`SELECT seq, type FROM actions WHERE seq > ? AND type IN ('PlanCompleted','PlanPaused','PlanAborted','PlanCancelled') ORDER BY seq`)
+      .all(lastSeal) as { seq: number; type: string }[];
+    for (const t of unsealedTerminal) problems.push({ seq: t.seq, problem: `${t.type} is not covered by a seal (appended without the node key, or seals were deleted)` });
+    // Blobs are addressed by content: their bytes must still hash to their address.
+    for (const b of this.store.db.prepare('SELECT hash, content FROM blobs').iterate() as IterableIterator<{ hash: string; content: string }>) {
+      if (`sha256:${sha256(b.content)}` !== b.hash) problems.push({ seq: 0, problem: `blob ${b.hash} does not match its content (edited)` });
+    }
+    problems.sort((a, b) => a.seq - b.seq);
+    return { ok: problems.length === 0, actions: count, sealed: lastSealed, seals: seals.length, unsealedTail: count - lastSeal > 0 ? Math.max(0, expectedSeq - 1 - lastSeal) : 0, problems };
   }
 }
 

@@ -19,7 +19,7 @@ import { CcosError } from './errors.js';
 import { Gate } from './gate.js';
 import { NodeKey } from './keys.js';
 import { Orchestrator, type ActionListener, type ResumeOptions, type RunOptions, type RunResult } from './orchestrator.js';
-import { resolveDataDir, SqliteStore, type Durability } from './store/sqlite.js';
+import { resolveDataDir, SqliteStore, translateSqliteError, type Durability } from './store/sqlite.js';
 import { IntentGraph } from './intents.js';
 
 export { CcosError, describeError } from './errors.js';
@@ -147,6 +147,14 @@ export class Ccos {
 
   /** Runs, newest first. */
   runs(filter: { status?: string; limit?: number } = {}): RunSummary[] {
+    try {
+      return this.runsUnsafe(filter);
+    } catch (e) {
+      throw translateSqliteError(e, this.store.dbPath);
+    }
+  }
+
+  private runsUnsafe(filter: { status?: string; limit?: number }): RunSummary[] {
     const rows = this.store.stmt(`SELECT id, plan_id, intent_id, file, status, created, updated, checkpoint, waiting, error FROM runs ${filter.status ? 'WHERE status = ?' : ''} ORDER BY created DESC, rowid DESC LIMIT ?`)
       .all(...(filter.status ? [filter.status] : []), filter.limit ?? 1000) as Record<string, string | null>[];
     return rows.map((r) => ({

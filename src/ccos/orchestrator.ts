@@ -126,6 +126,8 @@ export interface ActiveRun {
   resume?: ResumeOptions;
   /** Unwinding after `cancel`: it ends as cancelled, whatever the plan does. */
   cancelling?: boolean;
+  /** `cancel` was called in this process while the run was being driven. */
+  cancelRequested?: boolean;
 }
 
 /** A pause requested while answering (a person must act). */
@@ -183,6 +185,8 @@ export type ActionListener = (a: Action) => void;
 
 export class Orchestrator {
   private readonly listeners = new Set<ActionListener>();
+  /** Runs this process is driving now (cancel reaches them at once). */
+  private readonly active = new Map<string, ActiveRun>();
 
   constructor(
     private readonly store: SqliteStore,
@@ -284,6 +288,7 @@ export class Orchestrator {
 
   /** Takes the run's lease; refuses when a live process on this host holds it. */
   private claim(row: RunRow): void {
+    if (this.active.has(row.id)) throw new CcosError('run-busy', `run ${row.id} is being driven by this process`, { hint: 'wait for it to pause or finish' });
     if (row.owner && row.status === 'running') {
       const [pid, host] = row.owner.split('@');
       if (host === os.hostname() && Number(pid) !== process.pid && processAlive(Number(pid))) {
@@ -301,11 +306,22 @@ export class Orchestrator {
   // Driving
 
   private async drive(run: ActiveRun): Promise<RunResult> {
+    this.active.set(run.runId, run);
+    try {
+      return await this.driveLoop(run);
+    } finally {
+      this.active.delete(run.runId);
+    }
+  }
+
+  private async driveLoop(run: ActiveRun): Promise<RunResult> {
     let lastCancelCheck = 0;
     for (;;) {
-      // Another process cancels by writing the run's status; look at most every 20 ms.
+      // This process cancels through `cancelRequested`; another process by writing the run's
+      // status, which is looked at every 20 ms at most.
       const now = performance.now();
-      if (now - lastCancelCheck > 20) {
+      if (run.cancelRequested && !run.cancelling) this.beginCancel(run);
+      else if (now - lastCancelCheck > 20) {
         lastCancelCheck = now;
         const status = (this.store.stmt('SELECT status FROM runs WHERE id = ?').get(run.runId) as { status: string }).status;
         if (status === 'cancelled' && !run.cancelling) this.beginCancel(run);
@@ -315,6 +331,10 @@ export class Orchestrator {
         out = run.machine.run();
       } catch (e) {
         return this.finishFailed(run, e as Error);
+      }
+      if (!run.cancelling && run.cancelRequested) {
+        this.beginCancel(run);
+        if (out.status === 'complete') return this.finishCancelled(run, null);
       }
       if (run.cancelling && (out.status === 'complete' || out.status === 'error')) return this.finishCancelled(run, out.status === 'error' ? out.error : null);
       if (out.status === 'complete') return this.finishCompleted(run, out.value);
@@ -618,6 +638,13 @@ export class Orchestrator {
     const row = this.runRow(runId);
     if (!row) throw new CcosError('not-found', `no run ${runId}`, { hint: 'list runs with `ccos runs list`' });
     if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') throw new CcosError('run-finished', `run ${runId} is already ${row.status}`);
+    const mine = this.active.get(runId);
+    if (mine) {
+      // Driven here: the driver stops before its next request and unwinds.
+      mine.cancelRequested = true;
+      this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
+      return { runId, status: 'cancelled' };
+    }
     if (row.status === 'running' && row.owner && row.owner !== owner()) {
       const [pid, host] = row.owner.split('@');
       if (host === os.hostname() && processAlive(Number(pid))) {
@@ -663,7 +690,12 @@ export class Orchestrator {
             return { identical: false, requests, divergence: `request ${r.id}: ${r.capability} called with other arguments than journaled` };
           }
           if (r.kind !== j.kind) return { identical: false, requests, divergence: `request ${r.id} is a ${r.kind}, the journal has a ${j.kind}` };
-          answers.push({ id: r.id, resolution: decodeResolution(j.answer!, run.runtime) });
+          const journaled = decodeResolution(j.answer!, run.runtime);
+          // A completed step's value is recomputed by the replay, not taken on trust.
+          if (r.kind === 'step-end' && r.outcome.ok && 'value' in journaled && prStr(journaled.value) !== prStr(r.outcome.value)) {
+            return { identical: false, requests, divergence: `step ${r.name} (request ${r.id}) now ends with ${prStr(r.outcome.value)}, the journal recorded ${prStr(journaled.value)}` };
+          }
+          answers.push({ id: r.id, resolution: journaled });
         }
         run.machine.resume(answers);
         continue;
