@@ -86,6 +86,11 @@ export interface ResumeOptions {
   fail?: string;
   /** Run again the calls whose outcome is unknown (you know they did not happen). */
   retryUnknown?: boolean;
+  /**
+   * Decisions for individual waiting calls, by request id (as `waiting.request` names them);
+   * they take precedence over the run-wide options above.
+   */
+  decisions?: Record<string, { answer: Value } | { fail: string } | { retry: true }>;
 }
 
 interface RunRow {
@@ -540,6 +545,9 @@ export class Orchestrator {
   /** A call journaled as started but never answered: the process died during it. */
   private async inFlightAfterCrash(run: ActiveRun, req: HostRequest & { kind: 'call' }, j: JournalRow): Promise<Resolution | Pause> {
     const manifest = this.gate.manifest(req.capability);
+    const decision = run.resume?.decisions?.[req.id];
+    if (decision && 'retry' in decision) return this.call(run, req, true);
+    if (decision) return this.answerWaiting(run, req, j);
     if (j.args_hash !== argsHash(req.capability, req.args)) {
       throw new CcosError('replay-divergence', `request ${req.id} asks ${req.capability} with other arguments than journaled`, { hint: 'the plan or its inputs changed since the run started' });
     }
@@ -552,6 +560,15 @@ export class Orchestrator {
 
   /** A call waiting on a person: answered by `ccos resume --answer/--fail`, else still paused. */
   private answerWaiting(run: ActiveRun, req: HostRequest & { kind: 'call' }, j: JournalRow): Resolution | Pause {
+    const own = run.resume?.decisions?.[req.id];
+    if (own && !('retry' in own)) {
+      const answer: Resolution = 'fail' in own ? { error: new RtfsError('rejected', own.fail) } : { value: own.answer };
+      this.store.tx(() => {
+        this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { capability: req.capability, ok: true, result: prStr(answer.value), answered_by: 'resume' } : { capability: req.capability, ok: false, error: (own as { fail: string }).fail, answered_by: 'resume' });
+        this.journal(run, req, 'answered', answer, req.capability, j.args_hash ?? undefined);
+      });
+      return answer;
+    }
     const r = run.resume;
     if (r?.answer === undefined && r?.fail === undefined) {
       return { pause: true, waiting: { kind: 'answer', capability: req.capability, request: req.id, args: prStr(List(req.args)) } };

@@ -232,6 +232,7 @@ function traceRequests(kernel: Kernel, requests: HostRequest[]): void {
     let what: string;
     if (r.kind === 'call') what = `call ${r.capability} args: ${kernel.prStr(kernel.List<Value>(r.args))}`;
     else if (r.kind === 'step-start') what = `step-start ${JSON.stringify(r.name)}`;
+    else if (r.kind === 'contract') what = `contract ${r.phase} args: ${kernel.prStr(kernel.List<Value>(r.args))}`;
     else what = `step-end ${JSON.stringify(r.name)} ${r.outcome.ok ? `ok: ${kernel.prStr(r.outcome.value)}` : `error: ${r.outcome.error.message}`}`;
     process.stderr.write(`[trace] ${what}${path}${where}\n`);
   }
