@@ -1,6 +1,8 @@
 /**
  * `npm run bench`: RTFS against plain JavaScript and nbb (ClojureScript on Node, interpreted by
- * SCI), plus the cost of the host boundary (suspend/resume) and of a JSON checkpoint.
+ * SCI), plus the cost of the host boundary (suspend/resume) and of a JSON checkpoint; then the
+ * CCOS section (bench/ccos.ts): governed calls, pause → resume and chain verification against
+ * LangGraph JS.
  *
  * Everything runs in one process, warm: each measurement runs at least 5 times (and ~300 ms) untimed, then takes the
  * median of N timed repetitions (performance.now()). The same program runs in each runtime and the
@@ -11,6 +13,7 @@
  */
 import os from 'node:os';
 import { loadString } from 'nbb';
+import { runCcosBench } from './ccos.js';
 import {
   createRuntime,
   restoreMachine,
@@ -355,6 +358,9 @@ async function main(): Promise<void> {
   }
   console.log(`  suspend/resume: ${usPerCall.toFixed(2)} µs per call (target ≤ 5 µs) — ${verdict(usPerCall <= 5)}`);
   console.log(`  checkpoint: ${fmtMs(cpTotal)} ms (target < 20 ms) — ${verdict(cpTotal < 20)}`);
+  // --- CCOS: governed calls, pause → resume and chain verification, against LangGraph JS -------
+  failures += await runCcosBench();
+
   console.log(`\ntotal bench time ${((performance.now() - started) / 1000).toFixed(1)} s`);
   if (failures > 0) {
     console.error(`\n${failures} wrong result(s): the figures above are not trustworthy`);

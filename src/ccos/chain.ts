@@ -232,9 +232,10 @@ export class CausalChain {
     let prev = GENESIS;
     let count = 0;
     let lastSealed = 0;
-    const hasher = (p: string, body: string): string => createHash('sha256').update(p).update(body).digest('hex');
-    for (const row of this.store.db.prepare('SELECT * FROM actions ORDER BY seq').raw().iterate() as IterableIterator<unknown[]>) {
-      const [seq, id, parentId, runId, planId, intentId, stepPath, type, , body, prevHash, hash] = row as [number, string, string | null, string | null, string | null, string | null, string | null, string, string, string, string, string];
+    const hasher = (p: string, body: string): string => createHash('sha256').update(p + body).digest('hex');
+    const select = 'SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, body, prev_hash, hash FROM actions ORDER BY seq';
+    for (const row of this.store.db.prepare(select).raw().iterate() as IterableIterator<unknown[]>) {
+      const [seq, id, parentId, runId, planId, intentId, stepPath, type, body, prevHash, hash] = row as [number, string, string | null, string | null, string | null, string | null, string | null, string, string, string, string];
       count++;
       if (seq !== expectedSeq) problems.push({ seq, problem: seq > expectedSeq ? `actions ${expectedSeq}..${seq - 1} are missing (deleted)` : `sequence number out of order (expected ${expectedSeq})` });
       expectedSeq = seq + 1;
@@ -248,7 +249,9 @@ export class CausalChain {
         } catch {
           b = {};
         }
-        if (b.seq !== seq || b.id !== id || b.type !== type || (b.run ?? null) !== runId || (b.plan ?? null) !== planId || (b.intent ?? null) !== intentId || (b.parent ?? null) !== parentId || JSON.stringify(b.step ?? []) !== (stepPath ?? '[]')) {
+        const step = b.step as string[] | undefined;
+        const stepOk = stepPath === null ? !step || step.length === 0 : step !== undefined && (step.length === 0 ? stepPath === '[]' : JSON.stringify(step) === stepPath);
+        if (b.seq !== seq || b.id !== id || b.type !== type || (b.run ?? null) !== runId || (b.plan ?? null) !== planId || (b.intent ?? null) !== intentId || (b.parent ?? null) !== parentId || !stepOk) {
           problems.push({ seq, problem: 'indexed columns differ from the hashed content (the row was edited)' });
         }
       }

@@ -192,6 +192,8 @@ export class Orchestrator {
   private readonly listeners = new Set<ActionListener>();
   /** Runs this process is driving now (cancel reaches them at once). */
   private readonly active = new Map<string, ActiveRun>();
+  /** Runs this process paused, with the checkpoint they paused at (their machines are current). */
+  private readonly parked = new Map<string, { run: ActiveRun; checkpoint: string }>();
 
   constructor(
     private readonly store: SqliteStore,
@@ -260,15 +262,17 @@ export class Orchestrator {
     if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') {
       throw new CcosError('run-finished', `run ${row.id} is already ${row.status}`, { hint: '`ccos runs show` shows its result; `ccos replay` re-checks it' });
     }
-    this.claim(row);
-    const opts = JSON.parse(row.options) as RunOptions;
-    const run = this.restore(row, cpId ?? row.checkpoint);
+    const checkpoint = cpId ?? row.checkpoint;
+    const parked = this.parked.get(row.id);
+    this.parked.delete(row.id);
+    // The parked machine is exactly the checkpoint's state when nothing happened since the pause.
+    const run = parked && parked.checkpoint === checkpoint && row.status === 'paused' ? parked.run : this.restore(row, checkpoint);
     run.resume = resumeOpts;
     this.store.tx(() => {
-      this.ctxAction(run, 'PlanResumed', [], { checkpoint: cpId ?? row!.checkpoint, by: owner() });
+      this.claim(row!);
+      this.ctxAction(run, 'PlanResumed', [], { checkpoint, by: owner() });
       this.store.stmt("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), run.runId);
     });
-    void opts;
     return this.drive(run);
   }
 
@@ -534,7 +538,10 @@ export class Orchestrator {
           return answer;
         },
         waiting: (waiting) => {
-          this.store.tx(() => this.journal(run, req, 'waiting', null, req.capability, h));
+          this.store.tx(() => {
+            if (deferred) recordCall(deferred, req.stepPath); // the call is on the chain before the pause
+            this.journal(run, req, 'waiting', null, req.capability, h);
+          });
           return { pause: true, waiting } as Pause;
         },
       },
@@ -599,12 +606,16 @@ export class Orchestrator {
   }
 
   private pause(run: ActiveRun, waiting: Json): RunResult {
-    const cp = this.checkpoint(run, 'pause');
-    this.store.tx(() => {
-      this.ctxAction(run, 'PlanPaused', [], { checkpoint: cp, waiting });
+    const cp = this.store.tx(() => {
+      const id = this.checkpoint(run, 'pause');
+      this.ctxAction(run, 'PlanPaused', [], { checkpoint: id, waiting });
       this.store.stmt("UPDATE runs SET status = 'paused', waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(waiting), new Date().toISOString(), run.runId);
       this.chain.seal();
+      return id;
     });
+    // A resume in this process continues this very machine instead of restoring the checkpoint.
+    this.parked.set(run.runId, { run, checkpoint: cp });
+    if (this.parked.size > 64) this.parked.delete(this.parked.keys().next().value!);
     return { runId: run.runId, status: 'paused', waiting, checkpoint: cp };
   }
 
@@ -736,7 +747,7 @@ export class Orchestrator {
  * identity, as the seeds' execution contexts describe it).
  */
 function preamble(inputs: string, runId: string, planId: string, intentId: string | null): string {
-  return `(def input ${inputs})\n(def context {:run-id ${JSON.stringify(runId)} :plan-id ${JSON.stringify(planId)} :intent-id ${intentId === null ? 'nil' : JSON.stringify(intentId)}})`;
+  return `(def input (quote ${inputs}))\n(def context {:run-id ${JSON.stringify(runId)} :plan-id ${JSON.stringify(planId)} :intent-id ${intentId === null ? 'nil' : JSON.stringify(intentId)}})`;
 }
 
 /**

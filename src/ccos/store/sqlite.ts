@@ -17,7 +17,7 @@ const SCHEMA_VERSION = 1;
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS actions (
-  seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, parent_id TEXT, run_id TEXT, plan_id TEXT,
+  seq INTEGER PRIMARY KEY, id TEXT NOT NULL, parent_id TEXT, run_id TEXT, plan_id TEXT,
   intent_id TEXT, step_path TEXT, type TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL,
   prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS actions_run ON actions(run_id, seq);
