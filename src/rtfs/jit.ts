@@ -96,6 +96,17 @@ function callGeneric(m: FuelHolder, f: Value, args: Value[]): Value {
   }
   if (isFn(f)) {
     const b = f as Builtin;
+    if (b.special === 'apply') {
+      // (apply f a [b c]) → (f a b c); the interpreter charges one unit of fuel for both.
+      const last = args.length >= 2 ? args[args.length - 1] : undefined;
+      let spread: Value[];
+      if (last === null) spread = [];
+      else if (last instanceof RList) spread = last.toArray();
+      else if (List.isList(last) || ISet.isSet(last)) spread = (last as List<Value>).toArray();
+      else throw BAIL;
+      m.fuel++;
+      return callGeneric(m, args[0], [...args.slice(1, -1), ...spread]);
+    }
     if (b.special || args.length < b.minArity || args.length > b.maxArity) throw BAIL;
     return b.fn(args);
   }
