@@ -143,6 +143,9 @@ interface Pause {
 
 const isPause = (x: Resolution | Pause): x is Pause => (x as Pause).pause === true;
 
+/** Wall-clock limit of one contract predicate (besides its fuel). */
+const CONTRACT_TIME_LIMIT_MS = 1000;
+
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
 const owner = (): string => `${process.pid}@${os.hostname()}`;
 
@@ -325,15 +328,24 @@ export class Orchestrator {
 
   private async driveLoop(run: ActiveRun): Promise<RunResult> {
     let lastCancelCheck = 0;
+    const inflight = new Map<string, Promise<{ id: string; res: Resolution | Pause }>>();
+    const waiting = new Map<string, Json>();
+    // Before the run ends, every call already started must be answered (and so journaled).
+    const settle = async (): Promise<void> => {
+      while (inflight.size) {
+        const { id } = await Promise.race(inflight.values());
+        inflight.delete(id);
+      }
+    };
     for (;;) {
       // This process cancels through `cancelRequested`; another process by writing the run's
       // status, which is looked at every 20 ms at most.
       const now = performance.now();
-      if (run.cancelRequested && !run.cancelling) this.beginCancel(run);
+      if (run.cancelRequested && !run.cancelling) this.beginCancel(run, new Set(inflight.keys()));
       else if (now - lastCancelCheck > 20) {
         lastCancelCheck = now;
         const status = (this.store.stmt('SELECT status FROM runs WHERE id = ?').get(run.runId) as { status: string }).status;
-        if (status === 'cancelled' && !run.cancelling) this.beginCancel(run);
+        if (status === 'cancelled' && !run.cancelling) this.beginCancel(run, new Set(inflight.keys()));
       }
       let out: Outcome;
       try {
@@ -341,6 +353,7 @@ export class Orchestrator {
       } catch (e) {
         return this.finishFailed(run, e as Error);
       }
+      if (out.status !== 'suspended') await settle();
       if (!run.cancelling && run.cancelRequested) {
         this.beginCancel(run);
         if (out.status === 'complete') return this.finishCancelled(run, null);
@@ -349,11 +362,25 @@ export class Orchestrator {
       if (out.status === 'complete') return this.finishCompleted(run, out.value);
       if (out.status === 'error') return this.finishFailed(run, out.error);
       if (out.status === 'out-of-fuel') return this.finishFailed(run, new RtfsError('fuel-exhausted', 'the plan ran out of fuel (a runaway loop or recursion?)', undefined, undefined, 'raise the fuel limit with --fuel, or fix the loop'));
-      const answers = await Promise.all(out.requests.map((r) => this.answer(run, r).catch((e: unknown) => ({ error: asError(e) }) as Resolution)));
-      const pauses = answers.filter(isPause);
-      const ready = out.requests.map((r, i) => ({ id: r.id, resolution: answers[i] })).filter((a): a is { id: string; resolution: Resolution } => !isPause(a.resolution));
-      run.machine.resume(ready);
-      if (pauses.length > 0) return this.pause(run, pauses.length === 1 ? pauses[0].waiting : pauses.map((p) => p.waiting));
+      // Every request not yet being answered starts now; each answer is delivered as soon as it
+      // arrives, so a branch of step.parallel never waits for a sibling's unrelated call.
+      for (const r of out.requests) {
+        if (inflight.has(r.id) || waiting.has(r.id)) continue;
+        inflight.set(r.id, this.answer(run, r).then(
+          (res) => ({ id: r.id, res }),
+          (e: unknown) => ({ id: r.id, res: { error: asError(e) } as Resolution }),
+        ));
+      }
+      if (inflight.size === 0) {
+        // Everything left waits for a person.
+        const w = [...waiting.values()];
+        return this.pause(run, w.length === 1 ? w[0] : w);
+      }
+      const { id, res } = await Promise.race(inflight.values());
+      inflight.delete(id);
+      if (isPause(res)) waiting.set(id, res.waiting);
+      else if (run.machine.pending().some((p) => p.id === id)) run.machine.resume([{ id, resolution: res }]);
+      // (an answer for a fiber that was cancelled meanwhile is journaled, and no longer awaited)
     }
   }
 
@@ -389,7 +416,7 @@ export class Orchestrator {
     const code = req.fn instanceof Closure ? req.fn.code.id : prStr(req.fn);
     const predicate = `sha256:${sha(code)}`;
     const started = performance.now();
-    const result = evaluateContract(run.runtime, req.fn, req.args);
+    const result = evaluateContract(run.runtime, req.fn, req.args, () => performance.now() - started > CONTRACT_TIME_LIMIT_MS);
     const outcome = 'error' in result ? 'error' : 'value' in result && truthy(result.value) ? 'passed' : 'failed';
     this.store.tx(() => {
       const s = this.ctxAction(run, 'ContractCheckStarted', req.stepPath, { phase: req.phase, predicate, args: prStr(List(req.args)).slice(0, 2000) });
@@ -428,7 +455,7 @@ export class Orchestrator {
     run.resume = undefined; // one decision per failure
     const answer: Resolution = r.fail !== undefined ? { error: new RtfsError('compensation-failed', r.fail) } : r.answer !== undefined ? { value: r.answer } : { retry: true };
     this.store.tx(() => {
-      this.ctxAction(run, 'StepRetrying', req.stepPath, { name: req.name, compensation_of: primary, decision: 'retry' in answer ? 'retry' : 'value' in answer ? 'marked done by hand' : 'given up' });
+      this.ctxAction(run, 'StepRetrying', req.stepPath, clean({ name: req.name, compensation_of: primary, decision: 'retry' in answer ? 'retry' : 'value' in answer ? 'marked done by hand' : 'given up', reason: r.fail }) as Record<string, Json>);
       this.journal(run, req, 'answered', answer);
     });
     return answer;
@@ -639,9 +666,9 @@ export class Orchestrator {
   }
 
   /** Starts unwinding a run: every fiber raises `:cancelled`; compensations run on the way out. */
-  private beginCancel(run: ActiveRun): void {
+  private beginCancel(run: ActiveRun, inFlight: ReadonlySet<string> = new Set()): void {
     run.cancelling = true;
-    run.machine.cancel();
+    run.machine.cancel(inFlight);
     const options = { ...run.options, cancelled: true };
     this.store.stmt('UPDATE runs SET options = ? WHERE id = ?').run(JSON.stringify({ ...options, inputs: undefined }), run.runId);
   }

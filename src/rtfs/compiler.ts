@@ -530,6 +530,7 @@ export class Compiler {
   }
 
   private compileDef(form: RList, args: Form[]): void {
+    this.assertEffectsAllowed(form, '`def` (it changes the program\'s globals)');
     if (args.length < 1 || args.length > 3) this.fail('def takes a name and a value', form, '(def name value)');
     const nameForm = stripMeta(args[0]);
     if (!(nameForm instanceof Sym) || (nameForm.name.includes('/') && !nameForm.name.startsWith('__'))) this.fail('def needs a plain symbol as its name', args[0]);
@@ -1087,8 +1088,17 @@ export class Compiler {
     this.emit(Op.SETLOCAL, thunk);
     this.emit(Op.LOCAL, thunk);
     const done = this.emitJump(Op.JUMPF);
+    // A compensation that fails for good (the host gave up on it, recorded) does not stop the
+    // older ones: the loop goes on.
+    this.ar.tryDepth++;
+    const toSkip = this.emitJump(Op.TRY);
     this.emit(Op.LOCAL, thunk);
     this.emit(Op.CALL, 0);
+    this.emit(Op.ENDTRY);
+    this.ar.tryDepth--;
+    this.emit(Op.POP);
+    this.emit(Op.JUMP, loop);
+    this.patch(toSkip);
     this.emit(Op.POP);
     this.emit(Op.JUMP, loop);
     this.patch(done);

@@ -47,16 +47,38 @@ export const CONTRACT_FUEL = 1_000_000;
  * Evaluates a contract predicate in a pure machine (a `call` in it is an error) under fuel.
  * Hosts use this to answer `contract` requests.
  */
-export function evaluateContract(rt: Runtime, fn: Value, args: Value[]): Resolution {
+export function evaluateContract(rt: Runtime, fn: Value, args: Value[], overdue?: () => boolean): Resolution {
   if (!isFn(fn)) return { error: new RtfsError('contract', `a contract must be a function, got ${prStr(fn)}`) };
   try {
-    if (fn instanceof Closure) return { value: Machine.runPure(rt, fn, args, CONTRACT_FUEL) };
+    if (fn instanceof Closure) return { value: runSliced(rt, fn, args, overdue) };
     const b = fn as Builtin;
     if (args.length < b.minArity || args.length > b.maxArity || b.special) throw new RtfsError('arity', `${b.name} cannot be called with ${args.length} arguments as a contract`);
     return { value: b.fn(args) };
   } catch (e) {
     if (e instanceof RtfsError) return { error: new RtfsError(e.code === 'host' ? 'contract/impure' : e.code, `contract evaluation failed: ${e.message}`, e.pos, undefined, e.code === 'host' ? 'contracts must be pure: no calls' : e.hint) };
     throw e;
+  }
+}
+
+/** Fuel is given in slices so that the host's clock (`overdue`) is consulted between them. */
+const CONTRACT_SLICE = 4;
+
+function runSliced(rt: Runtime, fn: Closure, args: Value[], overdue?: () => boolean): Value {
+  if (!overdue) return Machine.runPure(rt, fn, args, CONTRACT_FUEL);
+  const m = rt.machine();
+  m.jit = false; // the interpreter stops at every slice; the fast path would run the whole call
+  let spent = 0;
+  m.fuel = CONTRACT_SLICE;
+  m.start(fn, args);
+  for (;;) {
+    const out = m.run();
+    if (out.status === 'complete') return out.value;
+    if (out.status === 'error') throw errorValueToRtfsError(out.error);
+    if (out.status === 'suspended') throw new RtfsError('host', 'a contract may not call capabilities or run steps');
+    spent += CONTRACT_SLICE;
+    if (spent >= CONTRACT_FUEL) throw new RtfsError('fuel-exhausted', `ran out of fuel (${CONTRACT_FUEL} steps)`);
+    if (overdue()) throw new RtfsError('contract/timeout', 'the contract took longer than its time limit', undefined, undefined, 'contracts must be quick checks');
+    m.fuel = CONTRACT_SLICE;
   }
 }
 

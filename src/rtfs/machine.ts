@@ -141,6 +141,8 @@ export class Fiber {
   sagas: SagaEntry[] = [];
   /** When a branch of this fiber's `step.parallel` fails: wait for the others, or cancel them. */
   onBranchFail: 'await' | 'cancel' = 'await';
+  /** A cancellation to raise at this fiber's next suspension (its pending answer comes first). */
+  pendingCancel: ErrorValue | null = null;
   constructor(
     readonly id: number,
     readonly parent: number,
@@ -264,6 +266,16 @@ export class Machine {
         if (f.status !== 'ready') continue;
         progressed = true;
         if (!this.runFiber(f)) return { status: 'out-of-fuel' };
+        // A pending cancellation takes effect at the next call or step start, never at a
+        // step's end (the step completed: it must be recorded, and its compensation registered).
+        if ((f.status as FiberStatus) === 'blocked' && f.pendingCancel && f.request?.kind !== 'step-end') {
+          f.request = null;
+          f.inbox = { error: f.pendingCancel };
+          f.pendingCancel = null;
+          f.status = 'ready';
+          i--; // run it again now: it raises the cancellation where it stands
+          continue;
+        }
         if ((f.status as FiberStatus) === 'done' || (f.status as FiberStatus) === 'failed') this.onFiberEnd(f);
       }
       const root = this.fibers[0];
@@ -282,14 +294,18 @@ export class Machine {
     const parent = this.fibers[f.parent];
     const kids = parent.children.map((id) => this.fibers[id]);
     if (f.status === 'failed' && parent.onBranchFail === 'cancel') {
-      for (const k of kids) if (k.status === 'ready' || k.status === 'blocked') this.cancelFiber(k, f.error!);
+      // Siblings' pending requests may already be running at the host: their answers land first.
+      const inFlight = new Set(this.pending().map((r) => r.id));
+      for (const k of kids) if (k.status === 'ready' || k.status === 'blocked' || k.status === 'joining') this.cancelFiber(k, f.error!, inFlight);
     }
     if (!kids.every((k) => k.status === 'done' || k.status === 'failed')) return;
     // Join in branch order, whatever the completion order. The first failed branch (in branch
     // order) is raised in the parent. Compensations the branches registered (completed ones, and
     // those a failed branch did not unwind) move to the parent in branch order: a later failure
     // of the parent's scope — or this join's own failure — runs them.
-    const failed = kids.find((k) => k.status === 'failed');
+    // The error to raise: the first failure in branch order that is not a sibling's cancellation.
+    const isCancel = (k: Fiber): boolean => k.error?.type.name === 'cancelled';
+    const failed = kids.find((k) => k.status === 'failed' && !isCancel(k)) ?? kids.find((k) => k.status === 'failed');
     for (const k of kids) {
       parent.sagas.push(...k.sagas);
       k.sagas = [];
@@ -300,12 +316,28 @@ export class Machine {
     parent.inbox = failed ? { error: failed.error! } : { value: List(kids.map((k) => k.result)) };
   }
 
-  /** Makes a fiber raise `:cancelled` where it stands (its scopes then run their compensations). */
-  private cancelFiber(f: Fiber, cause: ErrorValue | null): void {
+  /**
+   * Makes a fiber raise `:cancelled` where it stands (its scopes then run their compensations).
+   * A fiber whose request is in flight at the host (`inFlight`), or whose answer is already in,
+   * gets that answer first and is cancelled at its next call or step start: an effect that
+   * happened is then on record and compensable.
+   */
+  private cancelFiber(f: Fiber, cause: ErrorValue | null, inFlight: ReadonlySet<string>): void {
+    if (f.status === 'done' || f.status === 'failed') return;
     const err = new ErrorValue(cause ? `cancelled because a sibling branch failed: ${cause.message}` : 'the run was cancelled', EMPTY_MAP.set(kw('code'), kw('cancelled')), kw('cancelled'));
-    if (f.status === 'blocked') f.request = null;
     if (f.status === 'joining') {
-      for (const id of f.children) this.cancelFiber(this.fibers[id], cause);
+      for (const id of f.children) this.cancelFiber(this.fibers[id], cause, inFlight);
+      return;
+    }
+    if (f.status === 'blocked' && f.request && inFlight.has(f.request.id)) {
+      f.pendingCancel = err;
+      return;
+    }
+    if (f.status === 'blocked') f.request = null;
+    if (f.status === 'ready' && f.inbox) {
+      // An answer is on its way in (e.g. a step that completed): deliver it first, so that its
+      // compensation gets registered, and raise the cancellation at the next suspension.
+      f.pendingCancel = err;
       return;
     }
     f.inbox = { error: err };
@@ -313,13 +345,14 @@ export class Machine {
   }
 
   /**
-   * Cancels the run: every fiber raises `:cancelled` where it stands. Scopes unwind and run their
-   * compensations (which may ask the host for more calls); call `run` to drive that to the end.
+   * Cancels the run: every fiber raises `:cancelled` where it stands (after the answers to
+   * `inFlight` requests, which the host has started). Scopes unwind and run their compensations
+   * (which may ask the host for more calls); call `run` to drive that to the end.
    */
-  cancel(): void {
+  cancel(inFlight: ReadonlySet<string> = new Set()): void {
     const root = this.fibers[0];
     if (!root || root.status === 'done' || root.status === 'failed') return;
-    this.cancelFiber(root, null);
+    this.cancelFiber(root, null, inFlight);
   }
 
   private newRequestId(f: Fiber): string {

@@ -145,6 +145,7 @@ export function saveMachine(rt: Runtime, m: Machine): MachineState {
     error: f.error ? e.value(f.error) : null,
     children: f.children,
     sagas: f.sagas.map((g) => ({ p: g.primary, t: e.value(g.thunk) })),
+    pendingCancel: f.pendingCancel ? e.value(f.pendingCancel) : null,
     branchFail: f.onBranchFail,
   }));
   return {
@@ -309,6 +310,7 @@ export function restoreMachine(state: MachineState, rt: Runtime = new Runtime())
     f.children = fj.children as number[];
     f.sagas = ((fj.sagas as J[] | undefined) ?? []).map((g) => ({ primary: g.p as string, thunk: d.value(g.t) }));
     f.onBranchFail = (fj.branchFail as 'await' | 'cancel' | undefined) ?? 'await';
+    f.pendingCancel = fj.pendingCancel ? (d.value(fj.pendingCancel) as ErrorValue) : null;
     return f;
   });
   return { runtime: rt, machine: m };
