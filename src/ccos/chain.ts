@@ -26,6 +26,7 @@ export const ACTION_TYPES = [
   'IntentCreated', 'IntentStatusChanged', 'IntentRelationshipCreated',
   'CapabilityRegistered',
   'ContractCheckStarted', 'ContractCheckCompleted', 'CompensationStarted', 'CompensationCompleted',
+  'ConstitutionLoaded', 'ApproverRegistered', 'ApprovalRequested', 'ApprovalDecided', 'ApprovalRejected',
 ] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
 

@@ -9,7 +9,7 @@
  * The governance kernel plugs its own interceptors in with `Gate.use` (before the effect).
  */
 import type { Json } from '../common/canonical.js';
-import { EMPTY_MAP, ErrorValue, RtfsError, kw, type HostRequest, type Value } from '../rtfs/index.js';
+import { EMPTY_MAP, ErrorValue, IMap, ISet, Labeled, List, RList, RtfsError, kw, unlabel, type HostRequest, type RMap, type Value } from '../rtfs/index.js';
 import type { Action } from './chain.js';
 import { CcosError } from './errors.js';
 import type { ActiveRun } from './orchestrator.js';
@@ -20,7 +20,7 @@ import type { SqliteStore } from './store/sqlite.js';
 /** The decision recorded for every call. */
 export interface Decision {
   capability: string;
-  decision: 'allow' | 'deny';
+  decision: 'allow' | 'deny' | 'pause';
   /** The rule that decided (e.g. `registry.unknown`, `acl.deny`). */
   rule: string;
   rationale: string;
@@ -39,8 +39,8 @@ export interface GateCall {
   nested?: (capability: string, args: Value[], subId: string) => Promise<Value>;
 }
 
-/** What an interceptor produces: allow (go on), or a deny decision. */
-export type GateVerdict = { allow: true } | { allow: false; decision: Decision; error: RtfsError };
+/** What an interceptor produces: allow (go on), a deny decision, or a pause (e.g. for approval). */
+export type GateVerdict = { allow: true } | { allow: false; decision: Decision; error: RtfsError } | { allow: false; decision: Decision; pause: Json };
 
 /** A stage of the gate before the effect. Return a deny verdict to stop the call. */
 export type Interceptor = (call: GateCall, next: () => Promise<GateVerdict>) => Promise<GateVerdict>;
@@ -145,7 +145,7 @@ export class Gate {
     const req = call.request;
     if (!verdict.allow) {
       hooks.beforeEffect(verdict.decision, req.stepPath);
-      return hooks.denied(verdict.error);
+      return 'pause' in verdict ? hooks.waiting(verdict.pause) : hooks.denied(verdict.error);
     }
     const cap = call.capability!;
     const callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: 'gate.default', rationale: 'registered, arguments valid, not denied' }, req.stepPath);
@@ -157,7 +157,7 @@ export class Gate {
       const ctx = this.context(call, cap.manifest, controller.signal);
       const pending = cap.provider.invoke(req.args, ctx);
       // A synchronous provider has already finished; only a pending one needs a time limit.
-      const raw = !(pending instanceof Promise)
+      const rawResult = !(pending instanceof Promise)
         ? pending
         : await Promise.race([
             pending,
@@ -170,7 +170,11 @@ export class Gate {
               }, limit);
             }),
           ]);
-      const result = isMarked(raw) ? { value: raw.value, costUsd: raw.costUsd } : { value: raw as Value, costUsd: cap.manifest.cost?.usdPerCall };
+      const result = isMarked(rawResult) ? { value: rawResult.value, costUsd: rawResult.costUsd } : { value: rawResult as Value, costUsd: cap.manifest.cost?.usdPerCall };
+      // Data labels: a result carries its inputs' labels and its declared ones, less what the
+      // capability declassifies.
+      const labels = resultLabels(cap.manifest, req.args);
+      if (labels.size > 0) result.value = new Labeled(unlabel(result.value), labels);
       const problem = this.registry.checkResult(cap.manifest, result.value);
       if (problem) {
         const error = new RtfsError('invalid-output', problem, req.pos, undefined, `the provider of ${req.capability} returned data that does not match its declared output`);
@@ -219,6 +223,22 @@ export class Gate {
 }
 
 const KW_TIMEOUT = kw('timeout-ms');
+
+function resultLabels(m: CapabilityManifest, args: Value[]): Set<string> {
+  const labels = new Set<string>(m.outputLabels ?? []);
+  for (const a of args) collectLabels(a, labels);
+  for (const d of m.declassifies ?? []) labels.delete(d);
+  return labels;
+}
+
+function collectLabels(v: Value, out: Set<string>): void {
+  if (v instanceof Labeled) {
+    for (const l of v.labels) out.add(l);
+    return collectLabels(v.value, out);
+  }
+  if (List.isList(v) || ISet.isSet(v) || v instanceof RList) for (const x of v as Iterable<Value>) collectLabels(x, out);
+  else if (IMap.isMap(v)) (v as RMap).forEach((x) => collectLabels(x, out));
+}
 
 function isMarked(x: unknown): x is { value: Value; costUsd?: number } {
   return typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[RESULT_MARK] === true;

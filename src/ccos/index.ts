@@ -21,6 +21,7 @@ import { NodeKey } from './keys.js';
 import { Orchestrator, type ActionListener, type ResumeOptions, type RunOptions, type RunResult } from './orchestrator.js';
 import { resolveDataDir, SqliteStore, translateSqliteError, type Durability } from './store/sqlite.js';
 import { IntentGraph } from './intents.js';
+import { Governance } from './governance/index.js';
 
 export { CcosError, describeError } from './errors.js';
 export { ACTION_TYPES, type Action, type ActionType, type VerifyReport } from './chain.js';
@@ -30,6 +31,7 @@ export { type Interceptor, type Decision, compose, matchesPattern } from './gate
 export { resolveDataDir, type Durability } from './store/sqlite.js';
 export { valueToPlainJson, plainJsonToValue } from './values-json.js';
 export { IntentGraph, type Intent, type IntentStatus, type IntentRelation } from './intents.js';
+export { Governance, Approvals, approverSigner, parseConstitution, decide, type ApprovalRequest, type Constitution, type Verdict } from './governance/index.js';
 
 export interface CcosOptions {
   /** Data directory (default: `CCOS_HOME`, else `.ccos` in the current directory). */
@@ -68,6 +70,7 @@ export class Ccos {
   readonly gate: Gate;
   readonly orchestrator: Orchestrator;
   readonly intents: IntentGraph;
+  readonly governance: Governance;
   readonly dataDir: string;
 
   constructor(opts: CcosOptions = {}) {
@@ -84,6 +87,8 @@ export class Ccos {
     });
     this.orchestrator = new Orchestrator(this.store, this.chain, this.gate);
     this.intents = new IntentGraph(this.store, this.orchestrator);
+    this.governance = new Governance(this.store, this.orchestrator);
+    this.gate.use(this.governance.interceptor);
   }
 
   /** Registers a capability implemented in TypeScript (lives in this process). */

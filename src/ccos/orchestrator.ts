@@ -18,6 +18,7 @@ import type { Json } from '../common/canonical.js';
 import {
   Closure,
   ErrorValue,
+  Labeled,
   evaluateContract,
   truthy,
   IMap,
@@ -116,7 +117,7 @@ interface JournalRow {
   kind: string;
   capability: string | null;
   args_hash: string | null;
-  status: 'answered' | 'started' | 'waiting';
+  status: 'answered' | 'started' | 'waiting' | 'waiting-approval';
   answer: string | null;
 }
 
@@ -397,6 +398,8 @@ export class Orchestrator {
         return this.stepEnd(run, req);
       case 'call':
         if (j?.status === 'started') return this.inFlightAfterCrash(run, req, j);
+        // Waiting for an approval: ask the gate again (it may have been granted meanwhile).
+        if (j?.status === 'waiting-approval') return this.call(run, req);
         if (j?.status === 'waiting') return this.answerWaiting(run, req, j);
         return this.call(run, req);
     }
@@ -554,7 +557,10 @@ export class Orchestrator {
           this.store.tx(() => {
             if (deferred) callAction = recordCall(deferred, req.stepPath);
             const answer: Resolution = 'error' in result ? { error: result.error } : { value: result.value };
+            const manifest = this.gate.manifest(req.capability);
             const data: Record<string, Json> = 'error' in result ? { capability: req.capability, ok: false, error: errorSummary(result.error) as unknown as Json } : { capability: req.capability, ok: true, result: prStr(result.value) };
+            if ('value' in result && result.value instanceof Labeled) data.labels = [...result.value.labels].sort();
+            if (manifest?.dpEpsilon) data.epsilon = manifest.dpEpsilon;
             this.ctxAction(run, 'CapabilityResult', req.stepPath, key ? { ...data, idempotency_key: key.key } : data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, new Date().toISOString());
@@ -565,9 +571,10 @@ export class Orchestrator {
           return answer;
         },
         waiting: (waiting) => {
+          const forApproval = (waiting as { kind?: string }).kind === 'approval';
           this.store.tx(() => {
             if (deferred) recordCall(deferred, req.stepPath); // the call is on the chain before the pause
-            this.journal(run, req, 'waiting', null, req.capability, h);
+            this.journal(run, req, forApproval ? 'waiting-approval' : 'waiting', null, req.capability, h);
           });
           return { pause: true, waiting } as Pause;
         },

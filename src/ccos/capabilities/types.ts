@@ -47,6 +47,14 @@ export interface CapabilityManifest {
   region?: string;
   /** Default time limit of one call. */
   timeoutMs?: number;
+  /** Data labels its results carry (e.g. `pii`, `confidential`, `eu_only`). */
+  outputLabels?: string[];
+  /** Labels its arguments may carry; a call with any other label is denied. Absent: any. */
+  acceptsLabels?: string[];
+  /** Labels it removes (a declassifier such as a PII redactor). */
+  declassifies?: string[];
+  /** Differential-privacy cost ε of one call. */
+  dpEpsilon?: number;
   provider: ProviderSpec;
 }
 

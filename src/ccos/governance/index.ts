@@ -1,0 +1,258 @@
+/**
+ * The governance kernel: the constitution in force, and the gate stage that decides every call
+ * against it — rules (ACL, time windows, rates, predicates), approvals (per call, step and plan,
+ * with quorum and expiry), budgets, data labels and locality, and differential-privacy budgets.
+ *
+ * Owns: loading and amending the constitution (its hash on the chain; an amendment is itself
+ * approved), and the `Interceptor` the gate runs for every call.
+ * Must never: let a call through that a rule denies, an approval has not cleared, or a budget
+ * forbids; decide without recording the rule and a rationale (the gate records every decision).
+ */
+import fs from 'node:fs';
+import type { Json } from '../../common/canonical.js';
+import { IMap, ISet, Keyword, Labeled, List, RList, RtfsError, kw, prStr, type RMap, type Value } from '../../rtfs/index.js';
+import { CcosError } from '../errors.js';
+import type { GateCall, GateVerdict, Interceptor } from '../gate.js';
+import type { Orchestrator } from '../orchestrator.js';
+import type { SqliteStore } from '../store/sqlite.js';
+import { Approvals, approverSigner, type ApprovalRequest } from './approvals.js';
+import { decide, parseConstitution, type ApprovalRequirement, type Constitution, type Rule } from './constitution.js';
+
+export { Approvals, approverSigner, type ApprovalRequest } from './approvals.js';
+export { parseConstitution, decide, type Constitution, type Verdict, type CallFacts } from './constitution.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS constitutions (hash TEXT PRIMARY KEY, source TEXT NOT NULL, file TEXT NOT NULL, loaded TEXT NOT NULL, active INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rate_log (rule TEXT NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS rate_log_rule ON rate_log(rule, at);
+`;
+
+/** Collects the data labels carried by a value (labels propagate through collections too). */
+export function labelsOf(v: Value, out = new Set<string>()): Set<string> {
+  if (v instanceof Labeled) {
+    for (const l of v.labels) out.add(l);
+    return labelsOf(v.value, out);
+  }
+  if (List.isList(v) || ISet.isSet(v) || v instanceof RList) for (const x of v as Iterable<Value>) labelsOf(x, out);
+  else if (IMap.isMap(v)) (v as RMap).forEach((x, k) => (labelsOf(k, out), labelsOf(x, out)));
+  return out;
+}
+
+function scopeMeta(call: GateCall, key: string): { meta: RMap; index: number }[] {
+  const out: { meta: RMap; index: number }[] = [];
+  call.request.scopes.forEach((s, index) => {
+    if (IMap.isMap(s.meta) && (s.meta as RMap).has(kw(key))) out.push({ meta: s.meta as RMap, index });
+  });
+  return out;
+}
+
+const num = (v: Value): number | null => (typeof v === 'number' ? v : v !== null && typeof v === 'object' && 'v' in (v as object) ? Number((v as { v: number }).v) : null);
+
+export class Governance {
+  readonly approvals: Approvals;
+  private active: Constitution | null = null;
+
+  constructor(
+    private readonly store: SqliteStore,
+    private readonly orchestrator: Orchestrator,
+  ) {
+    store.db.exec(SCHEMA);
+    this.approvals = new Approvals(store, orchestrator);
+    const row = store.stmt('SELECT source, file FROM constitutions WHERE active = 1').get() as { source: string; file: string } | undefined;
+    if (row) this.active = parseConstitution(row.source, row.file);
+  }
+
+  /** The constitution in force (null: none loaded; the gate then applies only its built-in checks). */
+  get constitution(): Constitution | null {
+    return this.active;
+  }
+
+  /**
+   * Loads a constitution. The first one takes effect at once; replacing one in force is an
+   * amendment: it needs the approvals the current constitution's `:amendment` names, and returns
+   * the pending request until they are given (then call again with the same file).
+   */
+  load(file: string): { status: 'active'; hash: string } | { status: 'pending'; approval: ApprovalRequest } {
+    let source: string;
+    try {
+      source = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new CcosError('file', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    const next = parseConstitution(source, file); // a bad file throws here: nothing changes
+    if (this.active?.hash === next.hash) return { status: 'active', hash: next.hash };
+    if (this.active) {
+      const subject = `amendment:${next.hash}`;
+      const existing = this.approvals.find(null, subject);
+      if (!existing || existing.status === 'expired') {
+        const req = this.approvals.open(null, subject, 'amendment', { change: 'constitution amendment', from: this.active.hash, to: next.hash, file, rules: next.rules.length }, 'constitution.amendment', this.active.amendment);
+        return { status: 'pending', approval: req };
+      }
+      if (existing.status === 'denied') throw new CcosError('amendment-denied', `the amendment to ${next.hash} was denied (${existing.id})`);
+      if (existing.status !== 'approved') return { status: 'pending', approval: existing };
+    }
+    this.store.tx(() => {
+      this.store.stmt('UPDATE constitutions SET active = 0').run();
+      this.store.stmt('INSERT INTO constitutions (hash, source, file, loaded, active) VALUES (?, ?, ?, ?, 1) ON CONFLICT(hash) DO UPDATE SET active = 1, loaded = excluded.loaded').run(next.hash, source, file, new Date().toISOString());
+      this.orchestrator.record({ type: 'ConstitutionLoaded', data: { hash: next.hash, id: next.id, version: next.version, file, rules: next.rules.length, previous: this.active?.hash ?? null } });
+    });
+    this.active = next;
+    return { status: 'active', hash: next.hash };
+  }
+
+  /** Approver names → roles, from the constitution in force. */
+  roles(): ReadonlyMap<string, ReadonlySet<string>> {
+    return this.active?.roles ?? new Map();
+  }
+
+  private rateCount = (rule: Rule, sinceMs: number): number => (this.store.stmt('SELECT COUNT(*) AS n FROM rate_log WHERE rule = ? AND at > ?').get(rule.id, sinceMs) as { n: number }).n;
+
+  /** The gate stage. */
+  readonly interceptor: Interceptor = async (call, next) => {
+    const manifest = call.capability!.manifest;
+    const labels = new Set<string>();
+    for (const a of call.request.args) labelsOf(a, labels);
+    const deny = (rule: string, rationale: string, code = 'policy-denied'): GateVerdict => verdictDeny(call, rule, rationale, code);
+
+    // Data locality and label flow are checked first: they protect data whatever the rules say.
+    for (const { meta } of scopeMeta(call, 'resources')) {
+      const res = meta.get(kw('resources')) as Value;
+      const locality = IMap.isMap(res) ? (res as RMap).get(kw('data_locality'), null) : null;
+      if (locality instanceof Keyword && locality.name === 'eu_only' && !(manifest.region ?? '').toLowerCase().startsWith('eu')) {
+        return deny('locality.eu_only', `${manifest.id} runs in region ${manifest.region ?? 'unknown'}, the plan requires :data_locality :eu_only`, 'locality-denied');
+      }
+    }
+    const accepts = manifest.acceptsLabels;
+    if (labels.size > 0 && accepts) {
+      const refused = [...labels].filter((l) => !accepts.includes(l));
+      if (refused.length) return deny('labels.flow', `arguments carry labels ${refused.map((l) => ':' + l).join(' ')} that ${manifest.id} may not receive (accepts ${accepts.map((l) => ':' + l).join(' ') || 'no labels'})`, 'label-denied');
+    }
+
+    // Budgets: calls, cost, and differential privacy, per enclosing plan/step scope.
+    const budget = this.checkBudgets(call, manifest.cost?.usdPerCall ?? 0, manifest.dpEpsilon ?? 0);
+    if (budget) return budget;
+
+    // Approvals asked for by the plan's or a step's metadata.
+    for (const { meta, index } of scopeMeta(call, 'policy')) {
+      const policy = meta.get(kw('policy')) as Value;
+      if (!IMap.isMap(policy)) continue;
+      const count = num((policy as RMap).get(kw('requires_approvals'), null) as Value);
+      const quorum = (policy as RMap).get(kw('quorum'), null) as Value;
+      const quorumRoles = List.isList(quorum) ? (quorum as List<Value>).toArray().map((q) => (q instanceof Keyword ? q.name : String(q))) : [];
+      if ((count ?? 0) <= 0 && quorumRoles.length === 0) continue;
+      const scope = call.request.scopes[index];
+      const subject = scope.kind === 'plan' ? 'plan' : `step:${call.request.stepPath.slice(0, call.request.scopes.slice(0, index + 1).filter((s) => s.kind === 'step').length).join('/')}`;
+      const v = this.approval(call, subject, scope.kind === 'plan' ? 'plan' : 'step', `${scope.kind}.policy`, { count: count ?? 0, roles: [], quorum: quorumRoles, expiresMs: 72 * 3_600_000 });
+      if (v) return v;
+    }
+
+    const c = this.active;
+    if (!c) return next();
+    const verdict = decide(c, { capability: call.request.capability, manifest, args: call.request.args, labels, stepPath: call.request.stepPath, now: new Date() }, this.rateCount);
+    if (verdict.decision === 'deny') return deny(verdict.rule, verdict.rationale);
+    if (verdict.requireIdempotency && !manifest.idempotent && !call.keyed) return deny(verdict.rule, `${manifest.id} needs an idempotency key here (^{:idempotency {:key ..}})`, 'idempotency-required');
+    if (verdict.requireContracts && !call.request.scopes.some((s) => IMap.isMap(s.meta) && ((s.meta as RMap).has(kw('pre')) || (s.meta as RMap).has(kw('post'))))) {
+      return deny(verdict.rule, `${manifest.id} must be called inside a step with :pre or :post contracts`, 'contracts-required');
+    }
+    if (verdict.decision === 'approval') {
+      const v = this.approval(call, `call:${call.request.id}`, 'call', verdict.rule, verdict.approval!);
+      if (v) return v;
+    }
+    const out = await next();
+    if (out.allow && verdict.rated.length) {
+      const at = Date.now();
+      for (const r of verdict.rated) this.store.stmt('INSERT INTO rate_log (rule, at) VALUES (?, ?)').run(r.id, at);
+    }
+    return out;
+  };
+
+  /** null when approved; else a pause (pending/new request) or a deny (denied/expired). */
+  private approval(call: GateCall, subject: string, kind: ApprovalRequest['kind'], rule: string, requirement: ApprovalRequirement): GateVerdict | null {
+    const runId = call.run.runId;
+    let req = this.approvals.find(runId, subject);
+    if (req?.status === 'approved') return null;
+    if (req?.status === 'denied') {
+      const why = req.decisions.find((d) => d.decision === 'deny');
+      return verdictDeny(call, rule, `denied by ${why?.approver ?? 'an approver'}: ${why?.reason ?? ''}`, 'approval-denied');
+    }
+    if (req?.status === 'expired') return verdictDeny(call, rule, `the approval request ${req.id} expired before it was approved`, 'approval-expired');
+    if (!req) req = this.approvals.open(runId, subject, kind, this.summary(call, rule), rule, requirement);
+    return {
+      allow: false,
+      pause: { kind: 'approval', approval: req.id, rule, needs: describeRequirement(requirement), capability: call.request.capability, step: [...call.request.stepPath], hint: `ccos approve ${req.id} --as NAME, then ccos resume ${runId}` },
+      decision: { capability: call.request.capability, decision: 'pause', rule, rationale: `waiting for approval ${req.id} (${describeRequirement(requirement)})` },
+    };
+  }
+
+  /** What an approver sees: capability, arguments with secrets redacted, step, plan, rule, cost. */
+  private summary(call: GateCall, rule: string): Record<string, Json> {
+    const m = call.capability!.manifest;
+    return {
+      capability: m.id,
+      description: m.description,
+      risk: m.risk,
+      arguments: redact(prStr(List(call.request.args))),
+      step: [...call.request.stepPath],
+      plan: call.run.planId,
+      run: call.run.runId,
+      rule,
+      estimated_cost_usd: m.cost?.usdPerCall ?? 0,
+    };
+  }
+
+  private checkBudgets(call: GateCall, estimateUsd: number, epsilon: number): GateVerdict | null {
+    for (const { meta, index } of scopeMeta(call, 'resources')) {
+      const res = meta.get(kw('resources')) as Value;
+      if (!IMap.isMap(res)) continue;
+      const r = res as RMap;
+      const scope = call.request.scopes[index];
+      const depth = call.request.scopes.slice(0, index + 1).filter((s) => s.kind === 'step').length;
+      const prefix = JSON.stringify(call.request.stepPath.slice(0, depth)).slice(0, -1);
+      const spent = this.store
+        .stmt(`SELECT COUNT(*) AS calls, COALESCE(SUM(json_extract(body, '$.cost_usd')), 0) AS cost, COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps FROM actions WHERE run_id = ? AND type = 'CapabilityResult' AND (? = 0 OR step_path LIKE ? || '%')`)
+        .get(call.run.runId, depth, prefix) as { calls: number; cost: number; eps: number };
+      const where = scope.kind === 'plan' ? 'the plan' : `step ${scope.name}`;
+      const onExceed = r.get(kw('on-exceed'), null);
+      const mode = onExceed instanceof Keyword ? onExceed.name : 'stop';
+      const maxCalls = num(r.get(kw('max_calls'), null) as Value);
+      const maxCost = num(r.get(kw('max_cost_usd'), null) as Value);
+      const privacy = r.get(kw('privacy_budget'), null) as Value;
+      const maxEps = IMap.isMap(privacy) ? num((privacy as RMap).get(kw('epsilon'), null) as Value) : null;
+      let problem: string | null = null;
+      if (maxCalls !== null && spent.calls + 1 > maxCalls) problem = `${where} may make ${maxCalls} calls; this would be call ${spent.calls + 1}`;
+      else if (maxCost !== null && spent.cost + estimateUsd > maxCost + 1e-9) problem = `${where} has a budget of $${maxCost}; spent $${spent.cost.toFixed(4)}, this call is estimated at $${estimateUsd}`;
+      else if (maxEps !== null && spent.eps + epsilon > maxEps + 1e-12) problem = `${where} has a privacy budget of ε=${maxEps}; spent ε=${spent.eps}, this call needs ε=${epsilon}`;
+      if (!problem) continue;
+      const isPrivacy = problem.includes('privacy');
+      if (mode === 'warn' && !isPrivacy) continue; // recorded as the call's decision rationale below? warnings are in the step's data
+      if (mode === 'pause' && !isPrivacy) {
+        const v = this.approval(call, `budget:${prefix}:${spent.calls}:${spent.cost}`, 'budget', 'budget.extension', { count: 1, roles: [], quorum: [], expiresMs: 72 * 3_600_000 });
+        if (v) return v;
+        continue;
+      }
+      return verdictDeny(call, isPrivacy ? 'budget.privacy' : 'budget.resources', problem, isPrivacy ? 'privacy-budget-exceeded' : 'budget-exceeded');
+    }
+    return null;
+  }
+}
+
+function verdictDeny(call: GateCall, rule: string, rationale: string, code: string): GateVerdict {
+  const capability = call.request.capability;
+  return { allow: false, decision: { capability, decision: 'deny', rule, rationale }, error: errorFor(code, `call to ${capability} denied: ${rationale}`, call, rule) };
+}
+
+function errorFor(code: string, message: string, call: GateCall, rule: string): RtfsError {
+  return new RtfsError(code, message, call.request.pos, undefined, `rule ${rule}`);
+}
+
+function describeRequirement(r: ApprovalRequirement): string {
+  const parts: string[] = [];
+  if (r.count > 0) parts.push(`${r.count} approval${r.count === 1 ? '' : 's'}${r.roles.length ? ` from ${r.roles.map((x) => ':' + x).join(' or ')}` : ''}`);
+  if (r.quorum.length) parts.push(`one from each of ${r.quorum.map((x) => ':' + x).join(' ')}`);
+  return parts.join(' and ') || 'an approval';
+}
+
+/** Masks values of keys that look secret (password, token, secret, api key, authorization). */
+export function redact(text: string): string {
+  return text.replace(/(:?"?(?:password|passwd|secret|token|api[-_]?key|authorization|credential)[a-z_-]*"?\s+)("(?:[^"\\]|\\.)*"|\S+)/gi, '$1"[redacted]"');
+}
