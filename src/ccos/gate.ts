@@ -58,7 +58,7 @@ export interface GateHooks<P> {
   /** Records the decision (and, if allowed, the call) durably; returns the CapabilityCall action. */
   beforeEffect(decision: Decision, stepPath: readonly string[]): Action | undefined;
   /** Records the result durably before the plan sees it. */
-  afterEffect(callAction: Action | undefined, result: { value: Value; costUsd?: number } | { error: ErrorValue | RtfsError }, durationMs: number): void;
+  afterEffect(callAction: Action | undefined, result: { value: Value; costUsd?: number; tokens?: number } | { error: ErrorValue | RtfsError }, durationMs: number): void;
   /** A denied call: its error becomes the plan's answer. */
   denied(error: RtfsError): { error: ErrorValue | RtfsError };
   /** The provider needs a person: the run pauses. */
@@ -170,7 +170,7 @@ export class Gate {
               }, limit);
             }),
           ]);
-      const result = isMarked(rawResult) ? { value: rawResult.value, costUsd: rawResult.costUsd } : { value: rawResult as Value, costUsd: cap.manifest.cost?.usdPerCall };
+      const result = isMarked(rawResult) ? { value: rawResult.value, costUsd: rawResult.costUsd, tokens: rawResult.tokens } : { value: rawResult as Value, costUsd: cap.manifest.cost?.usdPerCall, tokens: undefined };
       // Data labels: a result carries its inputs' labels and its declared ones, less what the
       // capability declassifies.
       const labels = resultLabels(cap.manifest, req.args);
@@ -240,7 +240,7 @@ function collectLabels(v: Value, out: Set<string>): void {
   else if (IMap.isMap(v)) (v as RMap).forEach((x) => collectLabels(x, out));
 }
 
-function isMarked(x: unknown): x is { value: Value; costUsd?: number } {
+function isMarked(x: unknown): x is { value: Value; costUsd?: number; tokens?: number } {
   return typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[RESULT_MARK] === true;
 }
 

@@ -560,7 +560,13 @@ export class Orchestrator {
             const manifest = this.gate.manifest(req.capability);
             const data: Record<string, Json> = 'error' in result ? { capability: req.capability, ok: false, error: errorSummary(result.error) as unknown as Json } : { capability: req.capability, ok: true, result: prStr(result.value) };
             if ('value' in result && result.value instanceof Labeled) data.labels = [...result.value.labels].sort();
-            if (manifest?.dpEpsilon) data.epsilon = manifest.dpEpsilon;
+            if (manifest?.dpEpsilon) {
+              data.epsilon = manifest.dpEpsilon;
+              const first = req.args[0];
+              const dataset = IMap.isMap(first) ? (first as RMap).get(kw('dataset'), null) : null;
+              if (typeof dataset === 'string' || dataset instanceof Keyword) data.dataset = dataset instanceof Keyword ? dataset.name : dataset;
+            }
+            if ('value' in result && result.tokens !== undefined) data.tokens = result.tokens;
             this.ctxAction(run, 'CapabilityResult', req.stepPath, key ? { ...data, idempotency_key: key.key } : data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, new Date().toISOString());

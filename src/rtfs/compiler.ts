@@ -1036,38 +1036,27 @@ export class Compiler {
     this.emit(Op.STEP_ENTER);
     // A step is a saga scope: on failure, compensations registered inside it run (newest first)
     // before the host hears that the step failed.
-    const mark = this.newSlot();
-    this.emit(Op.SAGA_MARK);
-    this.emit(Op.SETLOCAL, mark);
-    this.ar.tryDepth++;
-    const toHandler = this.emitJump(Op.TRY);
-    if (pre !== null || post !== null) {
-      // Contracts see a context: the step's :ctx metadata, or {:step name}.
-      const ctx = this.newSlot();
-      if (meta?.has(kw('ctx'))) this.compile(meta.get(kw('ctx')) as Form, false);
-      else if (stepName instanceof RList) this.compile(RList.from([new Sym('rtfs.core/hash-map'), kw('step'), stepName]), false);
-      else this.emitConst(EMPTY_MAP.set(kw('step'), stepName));
-      this.emit(Op.SETLOCAL, ctx);
-      if (pre !== null) this.emitContract('pre', pre, [() => this.emit(Op.LOCAL, ctx)], 1);
-      this.compileBody(rest, false);
-      if (post !== null) {
-        const r = this.newSlot();
-        this.emit(Op.SETLOCAL, r);
-        this.emitContract('post', post, [() => this.emit(Op.LOCAL, ctx), () => this.emitAssocResult(ctx, r)], 2);
-        this.emit(Op.LOCAL, r);
-      }
-    } else this.compileBody(rest, false);
-    this.emit(Op.ENDTRY);
-    this.ar.tryDepth--;
-    this.emit(Op.STEP_EXIT);
-    const toEnd = this.emitJump(Op.JUMP);
-    this.patch(toHandler);
-    const err = this.newSlot();
-    this.emit(Op.SETLOCAL, err);
-    this.emitCompensateSince(mark);
-    this.emit(Op.LOCAL, err);
-    this.emit(Op.STEP_FAIL);
-    this.patch(toEnd);
+    this.compileSagaScope(
+      () => {
+        if (pre === null && post === null) return this.compileBody(rest, false);
+        // Contracts see a context: the step's :ctx metadata, or {:step name}.
+        const ctx = this.newSlot();
+        if (meta?.has(kw('ctx'))) this.compile(meta.get(kw('ctx')) as Form, false);
+        else if (stepName instanceof RList) this.compile(RList.from([new Sym('rtfs.core/hash-map'), kw('step'), stepName]), false);
+        else this.emitConst(EMPTY_MAP.set(kw('step'), stepName));
+        this.emit(Op.SETLOCAL, ctx);
+        if (pre !== null) this.emitContract('pre', pre, [() => this.emit(Op.LOCAL, ctx)], 1);
+        this.compileBody(rest, false);
+        if (post !== null) {
+          const r = this.newSlot();
+          this.emit(Op.SETLOCAL, r);
+          this.emitContract('post', post, [() => this.emit(Op.LOCAL, ctx), () => this.emitAssocResult(ctx, r)], 2);
+          this.emit(Op.LOCAL, r);
+        }
+      },
+      Op.STEP_EXIT,
+      Op.STEP_FAIL,
+    );
   }
 
   /** `(assoc ctx :result r)`, the "after" context of a postcondition or invariant. */
@@ -1104,8 +1093,11 @@ export class Compiler {
     this.patch(done);
   }
 
-  /** A saga scope around `body`: a failure escaping it runs the compensations registered inside. */
-  private compileSagaScope(body: () => void): void {
+  /**
+   * A saga scope around `body`: a failure escaping it runs the compensations registered inside,
+   * then goes on with `failOp` (THROW, or STEP_FAIL for a step); success runs `successOp` if any.
+   */
+  private compileSagaScope(body: () => void, successOp?: Op.STEP_EXIT, failOp: Op.THROW | Op.STEP_FAIL = Op.THROW): void {
     const mark = this.newSlot();
     this.emit(Op.SAGA_MARK);
     this.emit(Op.SETLOCAL, mark);
@@ -1114,13 +1106,14 @@ export class Compiler {
     body();
     this.emit(Op.ENDTRY);
     this.ar.tryDepth--;
+    if (successOp !== undefined) this.emit(successOp);
     const toEnd = this.emitJump(Op.JUMP);
     this.patch(toHandler);
     const err = this.newSlot();
     this.emit(Op.SETLOCAL, err);
     this.emitCompensateSince(mark);
     this.emit(Op.LOCAL, err);
-    this.emit(Op.THROW);
+    this.emit(failOp);
     this.patch(toEnd);
   }
 

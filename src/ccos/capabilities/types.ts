@@ -79,12 +79,12 @@ export interface CallContext {
 }
 
 /** What a provider returns: a value, optionally with the cost it incurred. */
-export type ProviderResult = Value | { value: Value; costUsd?: number; [RESULT_MARK]: true };
+export type ProviderResult = Value | { value: Value; costUsd?: number; tokens?: number; [RESULT_MARK]: true };
 export const RESULT_MARK = Symbol('provider-result');
 
-/** Wraps a value with its reported cost. */
-export function withCost(value: Value, costUsd: number): ProviderResult {
-  return { value, costUsd, [RESULT_MARK]: true };
+/** Wraps a value with its reported cost (and, for model calls, the tokens it used). */
+export function withCost(value: Value, costUsd: number, tokens?: number): ProviderResult {
+  return tokens === undefined ? { value, costUsd, [RESULT_MARK]: true } : { value, costUsd, tokens, [RESULT_MARK]: true };
 }
 
 /** The code behind a capability. */

@@ -14,7 +14,7 @@ import { CcosError } from '../errors.js';
 import type { CapabilityManifest, RiskTier } from '../capabilities/types.js';
 
 /** What a rule does when it applies. */
-export type RuleAction = 'allow' | 'deny' | 'require-approval' | 'require-idempotency' | 'require-contracts';
+export type RuleAction = 'allow' | 'deny' | 'require-approval' | 'require-idempotency' | 'require-contracts' | 'require-compensation';
 
 /** Who must approve, when a rule asks for approval. */
 export interface ApprovalRequirement {
@@ -69,6 +69,8 @@ export interface Constitution {
   roles: Map<string, Set<string>>;
   /** Who must approve an amendment of this constitution. */
   amendment: ApprovalRequirement;
+  /** A call carrying labels its capability may not receive: denied, or paused for a declassification approval. */
+  onLabelViolation: { action: 'deny' } | { action: 'approval'; approval: ApprovalRequirement };
   /** The runtime its predicates were compiled in. */
   runtime: Runtime;
 }
@@ -91,13 +93,15 @@ export interface Verdict {
   approval?: ApprovalRequirement;
   requireIdempotency?: boolean;
   requireContracts?: boolean;
+  /** The call must sit in the primary of a `step.with-compensation` (checked at admission). */
+  requireCompensation?: boolean;
   /** Rules with a rate that allowed this call (their use is counted when the call runs). */
   rated: Rule[];
 }
 
 const RISKS: RiskTier[] = ['low', 'medium', 'high', 'critical'];
 const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
-const ACTIONS: RuleAction[] = ['allow', 'deny', 'require-approval', 'require-idempotency', 'require-contracts'];
+const ACTIONS: RuleAction[] = ['allow', 'deny', 'require-approval', 'require-idempotency', 'require-contracts', 'require-compensation'];
 
 function fail(where: string, msg: string): never {
   throw new CcosError('constitution', `${where}: ${msg}`, { hint: 'fix the constitution file; nothing was loaded' });
@@ -245,7 +249,15 @@ export function parseConstitution(source: string, file: string): Constitution {
     }
   }
   const amendmentV = get(m, 'amendment');
+  const labelV = get(m, 'on-label-violation');
+  let onLabelViolation: Constitution['onLabelViolation'] = { action: 'deny' };
+  if (labelV !== null) {
+    if (labelV instanceof Keyword && labelV.name === 'deny') onLabelViolation = { action: 'deny' };
+    else if (IMap.isMap(labelV)) onLabelViolation = { action: 'approval', approval: approvalOf(labelV as RMap, `${file} :on-label-violation`) };
+    else fail(file, ':on-label-violation must be :deny or an approval map {:approvals n :roles [...]}');
+  }
   return {
+    onLabelViolation,
     id: (get(m, 'id') as string | null) ?? file,
     version: String(get(m, 'version') ?? '1'),
     hash: `sha256:${createHash('sha256').update(source).digest('hex')}`,
@@ -297,6 +309,7 @@ export function decide(c: Constitution, f: CallFacts, rateCount: (rule: Rule, si
   let allowRule: Rule | null = null;
   let requireIdempotency = false;
   let requireContracts = false;
+  let requireCompensation = false;
   const rated: Rule[] = [];
   let callValue: Value | undefined;
   for (const rule of c.rules) {
@@ -335,12 +348,15 @@ export function decide(c: Constitution, f: CallFacts, rateCount: (rule: Rule, si
       case 'require-contracts':
         requireContracts = true;
         break;
+      case 'require-compensation':
+        requireCompensation = true;
+        break;
       case 'allow':
         allowRule ??= rule;
         break;
     }
   }
-  const extra = { requireIdempotency, requireContracts, rated };
+  const extra = { requireIdempotency, requireContracts, requireCompensation, rated };
   if (approval) return { decision: 'approval', rule: approvalRule, rationale: `approval required by ${approvalRule}`, approval, ...extra };
   if (allowRule) return { decision: 'allow', rule: allowRule.id, rationale: allowRule.reason, ...extra };
   if (c.defaultAction === 'allow') return { decision: 'allow', rule: 'constitution.default', rationale: 'no rule matched; the constitution allows by default', ...extra };

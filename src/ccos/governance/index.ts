@@ -125,7 +125,14 @@ export class Governance {
     const accepts = manifest.acceptsLabels;
     if (labels.size > 0 && accepts) {
       const refused = [...labels].filter((l) => !accepts.includes(l));
-      if (refused.length) return deny('labels.flow', `arguments carry labels ${refused.map((l) => ':' + l).join(' ')} that ${manifest.id} may not receive (accepts ${accepts.map((l) => ':' + l).join(' ') || 'no labels'})`, 'label-denied');
+      if (refused.length) {
+        const why = `arguments carry labels ${refused.map((l) => ':' + l).join(' ')} that ${manifest.id} may not receive (accepts ${accepts.map((l) => ':' + l).join(' ') || 'no labels'})`;
+        const policy = this.active?.onLabelViolation;
+        if (policy?.action !== 'approval') return deny('labels.flow', why, 'label-denied');
+        // A person may declassify this flow: the call waits for that approval.
+        const v = this.approval(call, `declassify:${call.request.id}`, 'call', 'labels.declassification', policy.approval);
+        if (v) return v;
+      }
     }
 
     // Budgets: calls, cost, and differential privacy, per enclosing plan/step scope.
@@ -200,6 +207,14 @@ export class Governance {
     };
   }
 
+  /** Wall time since the run (or the step at `stepPath`) started, from the chain. */
+  private elapsedMs(call: GateCall, stepPath: string[] | null): number {
+    const row = stepPath
+      ? (this.store.stmt(`SELECT time FROM actions WHERE run_id = ? AND type = 'StepStarted' AND step_path = ? ORDER BY seq DESC LIMIT 1`).get(call.run.runId, JSON.stringify(stepPath)) as { time: string } | undefined)
+      : (this.store.stmt(`SELECT time FROM actions WHERE run_id = ? AND type = 'PlanStarted' LIMIT 1`).get(call.run.runId) as { time: string } | undefined);
+    return row ? Date.now() - Date.parse(row.time) : 0;
+  }
+
   private checkBudgets(call: GateCall, estimateUsd: number, epsilon: number): GateVerdict | null {
     for (const { meta, index } of scopeMeta(call, 'resources')) {
       const res = meta.get(kw('resources')) as Value;
@@ -209,8 +224,8 @@ export class Governance {
       const depth = call.request.scopes.slice(0, index + 1).filter((s) => s.kind === 'step').length;
       const prefix = JSON.stringify(call.request.stepPath.slice(0, depth)).slice(0, -1);
       const spent = this.store
-        .stmt(`SELECT COUNT(*) AS calls, COALESCE(SUM(json_extract(body, '$.cost_usd')), 0) AS cost, COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps FROM actions WHERE run_id = ? AND type = 'CapabilityResult' AND (? = 0 OR step_path LIKE ? || '%')`)
-        .get(call.run.runId, depth, prefix) as { calls: number; cost: number; eps: number };
+        .stmt(`SELECT COUNT(*) AS calls, COALESCE(SUM(json_extract(body, '$.cost_usd')), 0) AS cost, COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps, COALESCE(SUM(json_extract(body, '$.data.tokens')), 0) AS tokens FROM actions WHERE run_id = ? AND type = 'CapabilityResult' AND (? = 0 OR step_path LIKE ? || '%')`)
+        .get(call.run.runId, depth, prefix) as { calls: number; cost: number; eps: number; tokens: number };
       const where = scope.kind === 'plan' ? 'the plan' : `step ${scope.name}`;
       const onExceed = r.get(kw('on-exceed'), null);
       const mode = onExceed instanceof Keyword ? onExceed.name : 'stop';
@@ -218,10 +233,30 @@ export class Governance {
       const maxCost = num(r.get(kw('max_cost_usd'), null) as Value);
       const privacy = r.get(kw('privacy_budget'), null) as Value;
       const maxEps = IMap.isMap(privacy) ? num((privacy as RMap).get(kw('epsilon'), null) as Value) : null;
+      const maxWall = num(r.get(kw('max_wall_ms'), null) as Value);
+      const maxTokens = num(r.get(kw('max_llm_tokens'), null) as Value);
       let problem: string | null = null;
       if (maxCalls !== null && spent.calls + 1 > maxCalls) problem = `${where} may make ${maxCalls} calls; this would be call ${spent.calls + 1}`;
       else if (maxCost !== null && spent.cost + estimateUsd > maxCost + 1e-9) problem = `${where} has a budget of $${maxCost}; spent $${spent.cost.toFixed(4)}, this call is estimated at $${estimateUsd}`;
-      else if (maxEps !== null && spent.eps + epsilon > maxEps + 1e-12) problem = `${where} has a privacy budget of ε=${maxEps}; spent ε=${spent.eps}, this call needs ε=${epsilon}`;
+      else if (maxTokens !== null && spent.tokens >= maxTokens) problem = `${where} may use ${maxTokens} model tokens; ${spent.tokens} are spent`;
+      else if (maxWall !== null && this.elapsedMs(call, scope.kind === 'plan' ? null : call.request.stepPath.slice(0, depth)) > maxWall) problem = `${where} may run for ${maxWall} ms; that time is up`;
+      else if (maxEps !== null && epsilon > 0) {
+        // ε accumulates per plan run (default), per intent (:scope :intent), or per dataset.
+        const p = privacy as RMap;
+        const sc = p.get(kw('scope'), null);
+        const perDataset = p.get(kw('per-dataset'), false) === true;
+        const first = call.request.args[0];
+        const dataset = perDataset && IMap.isMap(first) ? (first as RMap).get(kw('dataset'), null) : null;
+        const datasetName = dataset instanceof Keyword ? dataset.name : typeof dataset === 'string' ? dataset : null;
+        let used = spent.eps;
+        if (sc instanceof Keyword && sc.name === 'intent' && call.run.intentId) {
+          used = (this.store.stmt(`SELECT COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps FROM actions WHERE intent_id = ? AND type = 'CapabilityResult'`).get(call.run.intentId) as { eps: number }).eps;
+        }
+        if (datasetName !== null) {
+          used = (this.store.stmt(`SELECT COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps FROM actions WHERE type = 'CapabilityResult' AND json_extract(body, '$.data.dataset') = ?`).get(datasetName) as { eps: number }).eps;
+        }
+        if (used + epsilon > maxEps + 1e-12) problem = `${where} has a privacy budget of ε=${maxEps}${datasetName ? ` for dataset ${datasetName}` : ''}; spent ε=${used}, this call needs ε=${epsilon}`;
+      }
       if (!problem) continue;
       const isPrivacy = problem.includes('privacy');
       if (mode === 'warn' && !isPrivacy) continue; // recorded as the call's decision rationale below? warnings are in the step's data
