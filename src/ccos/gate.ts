@@ -70,6 +70,8 @@ export interface GateSettings {
   workspaceRoot: string;
   allowedHosts: string[];
   defaultTimeoutMs: number;
+  /** Reads a secret's value (the secret store); absent: no secrets are available. */
+  readSecret?: (name: string) => string;
 }
 
 function deny(call: GateCall, rule: string, rationale: string, code = 'policy-denied'): GateVerdict {
@@ -218,6 +220,12 @@ export class Gate {
       allowedHosts: this.settings.allowedHosts,
       signal,
       call: (capability, args, subId) => (call.nested ? call.nested(capability, args, subId) : Promise.reject(new CcosError('unsupported', 'nested calls are not available here'))),
+      secret: (name) => {
+        // A provider reads only the secrets its manifest declares.
+        if (!(manifest.secrets ?? []).includes(name)) throw new CcosError('secret-denied', `${manifest.id} did not declare the secret ${name}`, { hint: 'list it in the manifest\'s secrets' });
+        if (!this.settings.readSecret) throw new CcosError('secret-missing', `no secret store is configured for ${manifest.id}`);
+        return this.settings.readSecret(name);
+      },
     };
   }
 }

@@ -72,13 +72,15 @@ export class Ccos {
   readonly intents: IntentGraph;
   readonly governance: Governance;
   readonly dataDir: string;
+  /** Recreate providers of persisted capabilities by kind (MCP, OpenAPI, sandbox, ...). */
+  private readonly providerFactories = new Map<string, (m: CapabilityManifest) => Provider | undefined>();
 
   constructor(opts: CcosOptions = {}) {
     this.dataDir = resolveDataDir(opts.dataDir);
     this.store = new SqliteStore(this.dataDir, { durability: opts.durability, mustExist: opts.mustExist });
     const key = NodeKey.load(this.store);
     this.chain = new CausalChain(this.store, key);
-    this.registry = new CapabilityRegistry(this.store, (m) => (m.provider.kind === 'rtfs' ? rtfsProvider(m) : undefined));
+    this.registry = new CapabilityRegistry(this.store, (m) => (m.provider.kind === 'rtfs' ? rtfsProvider(m) : this.providerFactories.get(m.provider.kind)?.(m)));
     for (const b of BUILTINS) this.registry.register(b.manifest, b.provider, !this.registry.manifest(b.manifest.id) || JSON.stringify(this.registry.manifest(b.manifest.id)) !== JSON.stringify(b.manifest));
     this.gate = new Gate(this.registry, this.store, {
       workspaceRoot: path.resolve(opts.workspaceRoot ?? process.cwd()),
@@ -89,6 +91,14 @@ export class Ccos {
     this.intents = new IntentGraph(this.store, this.orchestrator);
     this.governance = new Governance(this.store, this.orchestrator);
     this.gate.use(this.governance.interceptor);
+  }
+
+  /**
+   * Teaches this node to recreate providers of a kind from their persisted manifests (so that
+   * capabilities registered by another process work here too).
+   */
+  useProviderFactory(kind: string, factory: (m: CapabilityManifest) => Provider | undefined): void {
+    this.providerFactories.set(kind, factory);
   }
 
   /** Registers a capability implemented in TypeScript (lives in this process). */

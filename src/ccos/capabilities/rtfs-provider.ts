@@ -46,7 +46,7 @@ export function loadRtfsCapabilities(source: string, file: string): RtfsCapabili
 /** The provider of an RTFS capability (recreated from its persisted manifest after a restart). */
 export function rtfsProvider(manifest: CapabilityManifest): Provider {
   if (manifest.provider.kind !== 'rtfs') throw new Error('not an RTFS capability');
-  const { source, file } = manifest.provider;
+  const { source, file } = manifest.provider as { kind: 'rtfs'; file: string; source: string };
   return {
     async invoke(args, ctx) {
       const rt = createRuntime();

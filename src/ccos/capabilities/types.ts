@@ -22,8 +22,15 @@ export interface Effect {
 /** A schema: an RTFS type expression (as text) or a JSON Schema object. */
 export type SchemaSpec = { rtfs: string } | { jsonSchema: Record<string, Json> };
 
-/** Where a capability's code lives. */
-export type ProviderSpec = { kind: 'builtin' } | { kind: 'local' } | { kind: 'rtfs'; file: string; source: string };
+/**
+ * Where a capability's code lives. Kinds other than the built-in ones are recreated after a
+ * restart by the provider factory registered for them (`Ccos.useProviderFactory`).
+ */
+export type ProviderSpec =
+  | { kind: 'builtin' }
+  | { kind: 'local' }
+  | { kind: 'rtfs'; file: string; source: string }
+  | { kind: string; [detail: string]: Json };
 
 /** The contract of a capability. */
 export interface CapabilityManifest {
@@ -55,6 +62,8 @@ export interface CapabilityManifest {
   declassifies?: string[];
   /** Differential-privacy cost ε of one call. */
   dpEpsilon?: number;
+  /** Names of the secrets its provider needs (`ccos secrets set NAME`). */
+  secrets?: string[];
   provider: ProviderSpec;
 }
 
@@ -76,6 +85,11 @@ export interface CallContext {
   signal: AbortSignal;
   /** Calls another capability through the gate (used by RTFS-defined capabilities). */
   call(capability: string, args: Value[], requestId: string): Promise<Value>;
+  /**
+   * The value of a secret the capability declares (`manifest.secrets`). Values exist only here,
+   * at the provider boundary: never in plans, the chain, logs or errors.
+   */
+  secret(name: string): string;
 }
 
 /** What a provider returns: a value, optionally with the cost it incurred. */
