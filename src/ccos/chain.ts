@@ -27,6 +27,7 @@ export const ACTION_TYPES = [
   'CapabilityRegistered',
   'ContractCheckStarted', 'ContractCheckCompleted', 'CompensationStarted', 'CompensationCompleted',
   'ConstitutionLoaded', 'ApproverRegistered', 'ApprovalRequested', 'ApprovalDecided', 'ApprovalRejected',
+  'SecretSet', 'SecretDeleted', 'StepProfileDerived', 'AccessDenied', 'McpServerStaged', 'McpToolBlocked',
 ] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
 
