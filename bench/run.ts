@@ -360,6 +360,7 @@ async function main(): Promise<void> {
   console.log(`  checkpoint: ${fmtMs(cpTotal)} ms (target < 20 ms) — ${verdict(cpTotal < 20)}`);
   // --- CCOS: governed calls, pause → resume and chain verification, against LangGraph JS -------
   failures += await runCcosBench();
+  failures += await (await import('./governance.js')).runGovernanceBench();
 
   console.log(`\ntotal bench time ${((performance.now() - started) / 1000).toFixed(1)} s`);
   if (failures > 0) {

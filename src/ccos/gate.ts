@@ -35,6 +35,10 @@ export interface GateCall {
   capability?: Capability;
   /** The call carries an idempotency key. */
   keyed?: boolean;
+  /** The rule that allowed the call and why (set by the governance stage; default: the gate's). */
+  allowedBy?: { rule: string; rationale: string };
+  /** Notes for the decision record (e.g. budget overruns under `:on-exceed :warn`). */
+  warnings?: string[];
   /** Runs a call made by this call's provider (an RTFS capability) through the gate. */
   nested?: (capability: string, args: Value[], subId: string) => Promise<Value>;
 }
@@ -150,7 +154,8 @@ export class Gate {
       return 'pause' in verdict ? hooks.waiting(verdict.pause) : hooks.denied(verdict.error);
     }
     const cap = call.capability!;
-    const callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: 'gate.default', rationale: 'registered, arguments valid, not denied' }, req.stepPath);
+    const allowed = call.allowedBy ?? { rule: 'gate.default', rationale: 'registered, arguments valid, not denied' };
+    const callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: allowed.rule, rationale: allowed.rationale }, req.stepPath);
     const started = performance.now();
     const limit = this.timeoutFor(call, cap.manifest);
     const controller = new AbortController();

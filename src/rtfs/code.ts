@@ -57,7 +57,7 @@ export const enum Op {
   STEP_EXIT,
   /** pop the error; report the step failed (suspends; the host may retry the step) */
   STEP_FAIL,
-  /** pop [meta]; enter a plan scope (no suspension) */
+  /** pop [meta]; enter a plan scope (operand 0) or a saga primary's scope (1) (no suspension) */
   PLAN_ENTER,
   PLAN_EXIT,
   /** pop n zero-argument closures; run them as fibers; push the vector of results */

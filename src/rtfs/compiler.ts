@@ -1169,7 +1169,11 @@ export class Compiler {
     const result = this.newSlot();
     this.ar.tryDepth++;
     const toHandler = this.emitJump(Op.TRY);
+    // The primary runs in a `saga` scope: the host can see that its calls have a compensation.
+    this.emitConst(null);
+    this.emit(Op.PLAN_ENTER, 1);
     this.compile(primary, false);
+    this.emit(Op.PLAN_EXIT);
     this.emit(Op.ENDTRY);
     this.ar.tryDepth--;
     this.emit(Op.SETLOCAL, result);
@@ -1225,7 +1229,7 @@ export class Compiler {
     if (name !== null) m = m.set(kw('name'), name);
     for (let k = 0; k < propMap.length; k += 2) m = m.set(propMap[k] as Value, propMap[k + 1] as Value);
     this.compile(m, false);
-    this.emit(Op.PLAN_ENTER);
+    this.emit(Op.PLAN_ENTER, 0);
     const invariant = meta.get(kw('invariant'), null);
     // A plan is a saga scope; its invariant compares the state at entry and at exit.
     this.compileSagaScope(() => {

@@ -37,7 +37,7 @@ const UNSUPPORTED = new Set<Op>([Op.HOST, Op.TRY, Op.ENDTRY, Op.STEP_ENTER, Op.S
 
 const OPERANDS: Partial<Record<Op, number>> = {
   [Op.CONST]: 1, [Op.LOCAL]: 1, [Op.SETLOCAL]: 1, [Op.FREE]: 1, [Op.GLOBAL]: 1, [Op.DEF]: 1, [Op.JUMP]: 1, [Op.JUMPF]: 1,
-  [Op.CALL]: 1, [Op.TAILCALL]: 1, [Op.CLOSURE]: 1, [Op.VEC]: 1, [Op.MAP]: 1, [Op.SET]: 1, [Op.LIST]: 1, [Op.BOXSET]: 1,
+  [Op.CALL]: 1, [Op.TAILCALL]: 1, [Op.CLOSURE]: 1, [Op.PLAN_ENTER]: 1, [Op.FORK]: 2, [Op.VEC]: 1, [Op.MAP]: 1, [Op.SET]: 1, [Op.LIST]: 1, [Op.BOXSET]: 1,
 };
 
 function width(op: Op): number {

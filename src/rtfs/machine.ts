@@ -36,7 +36,8 @@ import {
 
 /** A scope a host call happens in: the plan, then each enclosing step (outermost first). */
 export interface Scope {
-  readonly kind: 'plan' | 'step';
+  /** `saga`: inside the primary of a `step.with-compensation` (its compensation is declared). */
+  readonly kind: 'plan' | 'step' | 'saga';
   readonly name: string | null;
   readonly meta: Value;
   readonly opts: Value;
@@ -541,7 +542,10 @@ export class Machine {
                 if (isFn(callee) && (callee as Builtin).special === 'apply') {
                   // (apply f a b [c d]) → (f a b c d), dispatched again.
                   if (nargs < 2) throw new RtfsError('arity', 'apply needs a function and a collection', posHere());
-                  const spread = seqToArray(unlabel(stack.pop()!), 'apply');
+                  const last = stack.pop()!;
+                  let spread = seqToArray(unlabel(last), 'apply');
+                  // A labeled collection lends its labels to every element it spreads.
+                  if (last instanceof Labeled) spread = spread.map((x) => new Labeled(unlabel(x), x instanceof Labeled ? new Set([...x.labels, ...last.labels]) : last.labels));
                   stack.splice(stack.length - nargs, 1);
                   for (const x of spread) stack.push(x);
                   nargs = nargs - 2 + spread.length;
@@ -694,8 +698,9 @@ export class Machine {
             }
             case Op.PLAN_ENTER: {
               const meta = stack.pop()!;
+              const scopeKind = ops[pc++] === 1 ? 'saga' : 'plan';
               const name = IMap.isMap(meta) ? (meta as RMap).get(kw('name')) : null;
-              f.scopes.push({ kind: 'plan', name: typeof name === 'string' ? name : null, meta, opts: null, frameDepth: f.frames.length, sp: stack.length, retryPc: pc, handlerDepth: f.handlers.length });
+              f.scopes.push({ kind: scopeKind, name: typeof name === 'string' ? name : null, meta, opts: null, frameDepth: f.frames.length, sp: stack.length, retryPc: pc, handlerDepth: f.handlers.length });
               break;
             }
             case Op.PLAN_EXIT:

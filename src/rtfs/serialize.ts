@@ -243,7 +243,7 @@ function unpos(p: Json): SourcePos | undefined {
 }
 
 function decodeScope(d: Decoder, s: J): Scope {
-  return { kind: s.k as 'plan' | 'step', name: s.n as string | null, meta: d.value(s.m), opts: d.value(s.o), frameDepth: s.fd as number, sp: s.sp as number, retryPc: s.rp as number, handlerDepth: s.hd as number, attempt: (s.at as number | undefined) ?? 0 };
+  return { kind: s.k as 'plan' | 'step' | 'saga', name: s.n as string | null, meta: d.value(s.m), opts: d.value(s.o), frameDepth: s.fd as number, sp: s.sp as number, retryPc: s.rp as number, handlerDepth: s.hd as number, attempt: (s.at as number | undefined) ?? 0 };
 }
 
 function decodeRequest(d: Decoder, r: J): HostRequest {

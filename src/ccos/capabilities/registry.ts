@@ -9,6 +9,7 @@ import { formatTypeErrors, parseType, validate, type TypeExpr } from '../../rtfs
 import { IMap, Keyword, List, prStr, readOne, type RMap, type Value } from '../../rtfs/index.js';
 import type { Json } from '../../common/canonical.js';
 import { valueToPlainJson } from '../values-json.js';
+import { checkSchemaIsValid, validateJsonSchema } from '../providers/json-schema.js';
 import { CcosError } from '../errors.js';
 import type { SqliteStore } from '../store/sqlite.js';
 import type { CapabilityManifest, Effect, Provider, RiskTier, SchemaSpec } from './types.js';
@@ -103,7 +104,8 @@ export class CapabilityRegistry {
       const errors = validate(t, v);
       return errors.length ? `${what}: ${formatTypeErrors(errors)}` : null;
     }
-    return checkJsonSchema(spec.jsonSchema, valueToPlainJson(v), what);
+    const problem = validateJsonSchema(spec.jsonSchema, valueToPlainJson(v));
+    return problem === null ? null : `${what}${problem.startsWith('.') || problem.startsWith('[') ? '' : ': '}${problem}`;
   }
 }
 
@@ -111,44 +113,15 @@ function readTypeText(text: string): Value {
   return readOne(text, '<schema>') as Value;
 }
 
-/** A small JSON Schema subset check (type, properties, required, items, enum); issue 6 brings a full validator. */
-function checkJsonSchema(schema: Record<string, unknown>, v: unknown, what: string, path = ''): string | null {
-  const t = schema.type as string | undefined;
-  const typeOk =
-    t === undefined ||
-    (t === 'object' && typeof v === 'object' && v !== null && !Array.isArray(v)) ||
-    (t === 'array' && Array.isArray(v)) ||
-    (t === 'string' && typeof v === 'string') ||
-    (t === 'integer' && Number.isInteger(v)) ||
-    (t === 'number' && typeof v === 'number') ||
-    (t === 'boolean' && typeof v === 'boolean') ||
-    (t === 'null' && v === null);
-  if (!typeOk) return `${what}${path}: expected ${t}, got ${JSON.stringify(v)?.slice(0, 60)}`;
-  if (Array.isArray(schema.enum) && !schema.enum.some((e) => JSON.stringify(e) === JSON.stringify(v))) return `${what}${path}: expected one of ${JSON.stringify(schema.enum)}`;
-  if (t === 'object') {
-    const o = v as Record<string, unknown>;
-    for (const r of (schema.required as string[] | undefined) ?? []) if (!(r in o)) return `${what}${path}: missing required property ${r}`;
-    const props = (schema.properties as Record<string, Record<string, unknown>> | undefined) ?? {};
-    for (const [k, s] of Object.entries(props)) if (k in o) {
-      const p = checkJsonSchema(s, o[k], what, `${path}.${k}`);
-      if (p) return p;
-    }
-  }
-  if (t === 'array' && schema.items) {
-    const arr = v as unknown[];
-    for (let i = 0; i < arr.length; i++) {
-      const p = checkJsonSchema(schema.items as Record<string, unknown>, arr[i], what, `${path}[${i}]`);
-      if (p) return p;
-    }
-  }
-  return null;
-}
-
 function validateManifest(m: CapabilityManifest): void {
   const where = `capability ${m.id || '(no id)'}`;
   if (!m.id || /\s/.test(m.id)) throw new CcosError('manifest', `${where}: the id must be a non-empty name without spaces`);
   if (!RISKS.includes(m.risk)) throw new CcosError('manifest', `${where}: risk must be one of ${RISKS.join(', ')}`);
   for (const s of [m.input, m.output, ...(m.params ?? [])]) {
+    if (s && 'jsonSchema' in s) {
+      const bad = checkSchemaIsValid(s.jsonSchema);
+      if (bad) throw new CcosError('manifest', `${where}: invalid JSON Schema: ${bad}`);
+    }
     if (s && 'rtfs' in s) {
       try {
         parseType(readTypeText(s.rtfs));
@@ -214,6 +187,22 @@ export function manifestFromRtfs(id: string, m: RMap, provider: CapabilityManife
   else if (IMap.isMap(cost)) manifest.cost = { usdPerCall: Number(valueToPlainJson((cost as RMap).get(Keyword.of('usd-per-call'), 0) as Value)) };
   const timeout = get('timeout-ms');
   if (typeof timeout === 'number') manifest.timeoutMs = timeout;
+  const labelList = (k: string): string[] | undefined => {
+    const v = get(k);
+    if (v === null) return undefined;
+    if (!List.isList(v)) throw new CcosError('manifest', `${where}: :${k} must be a vector of keywords`);
+    return (v as List<Value>).toArray().map((x) => kwName(x) ?? String(x));
+  };
+  const out = labelList('output-labels');
+  if (out) manifest.outputLabels = out;
+  const acc = labelList('accepts-labels');
+  if (acc) manifest.acceptsLabels = acc;
+  const dec = labelList('declassifies');
+  if (dec) manifest.declassifies = dec;
+  const sec = labelList('secrets');
+  if (sec) manifest.secrets = sec;
+  const eps = get('dp-epsilon');
+  if (typeof eps === 'number' || (eps !== null && typeof eps === 'object' && 'v' in (eps as object))) manifest.dpEpsilon = typeof eps === 'number' ? eps : (eps as unknown as { v: number }).v;
   validateManifest(manifest);
   return manifest;
 }

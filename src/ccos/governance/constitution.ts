@@ -9,7 +9,7 @@
  * allow what a deny rule matches.
  */
 import { createHash } from 'node:crypto';
-import { Closure, IMap, ISet, Keyword, List, RtfsError, createRuntime, evaluateContract, kw, prStr, readAll, truthy, type RMap, type Runtime, type Value } from '../../rtfs/index.js';
+import { Closure, IMap, ISet, Keyword, List, RFloat, RtfsError, createRuntime, evaluateContract, kw, prStr, readAll, truthy, type RMap, type Runtime, type Value } from '../../rtfs/index.js';
 import { CcosError } from '../errors.js';
 import type { CapabilityManifest, RiskTier } from '../capabilities/types.js';
 
@@ -93,8 +93,10 @@ export interface Verdict {
   approval?: ApprovalRequirement;
   requireIdempotency?: boolean;
   requireContracts?: boolean;
-  /** The call must sit in the primary of a `step.with-compensation` (checked at admission). */
+  /** The call must sit in the primary of a `step.with-compensation` (at admission and at the gate). */
   requireCompensation?: boolean;
+  /** The rules behind the requirements above (named when a call fails one). */
+  requirementRules?: { idempotency?: string; contracts?: string; compensation?: string };
   /** Rules with a rate that allowed this call (their use is counted when the call runs). */
   rated: Rule[];
 }
@@ -108,6 +110,8 @@ function fail(where: string, msg: string): never {
 }
 
 const get = (m: RMap, k: string): Value => m.get(kw(k), null) as Value;
+/** An RTFS number (integer or float) as a JS number, else null. */
+const numeric = (v: Value): number | null => (typeof v === 'number' ? v : v instanceof RFloat ? v.v : null);
 const name = (v: Value): string | null => (v instanceof Keyword ? v.name : typeof v === 'string' ? v : null);
 
 function names(v: Value, where: string, field: string): string[] {
@@ -132,8 +136,8 @@ function approvalOf(m: RMap, where: string): ApprovalRequirement {
   const quorum = names(get(m, 'quorum'), where, ':quorum');
   if (count !== null && (typeof count !== 'number' || count < 0)) fail(where, `:approvals must be a non-negative integer, got ${prStr(count)}`);
   const hours = get(m, 'expires-in-hours');
-  if (hours !== null && typeof hours !== 'number') fail(where, ':expires-in-hours must be a number');
-  return { count: (count as number | null) ?? (quorum.length ? 0 : 1), roles: names(get(m, 'roles'), where, ':roles'), quorum, expiresMs: ((hours as number | null) ?? 72) * 3_600_000 };
+  if (hours !== null && (numeric(hours) === null || numeric(hours)! <= 0)) fail(where, ':expires-in-hours must be a positive number');
+  return { count: (count as number | null) ?? (quorum.length ? 0 : 1), roles: names(get(m, 'roles'), where, ':roles'), quorum, expiresMs: (numeric(hours) ?? 72) * 3_600_000 };
 }
 
 function compileRule(r: Value, index: number, rt: Runtime, seen: Set<string>): Rule {
@@ -179,8 +183,8 @@ function compileRule(r: Value, index: number, rt: Runtime, seen: Set<string>): R
   if (rv !== null) {
     if (!IMap.isMap(rv)) fail(where, ':rate must be a map {:max N :per-seconds S}');
     const max = get(rv as RMap, 'max');
-    const per = get(rv as RMap, 'per-seconds');
-    if (typeof max !== 'number' || typeof per !== 'number' || max < 0 || per <= 0) fail(where, ':rate needs :max (integer ≥ 0) and :per-seconds (> 0)');
+    const per = numeric(get(rv as RMap, 'per-seconds'));
+    if (typeof max !== 'number' || per === null || max < 0 || per <= 0) fail(where, ':rate needs :max (integer ≥ 0) and :per-seconds (> 0)');
     rate = { max, perMs: per * 1000 };
   }
   let predicate: Closure | null = null;
@@ -274,7 +278,9 @@ function inWindow(w: Window, now: Date): boolean {
   const parts = w.format.formatToParts(now);
   const day = parts.find((p) => p.type === 'weekday')!.value.slice(0, 3).toLowerCase();
   const minute = Number(parts.find((p) => p.type === 'hour')!.value) * 60 + Number(parts.find((p) => p.type === 'minute')!.value);
-  return w.days.has(day) && minute >= w.fromMin && minute < w.toMin;
+  // A window whose end is before its start spans midnight (e.g. 22:00–06:00).
+  const inHours = w.fromMin <= w.toMin ? minute >= w.fromMin && minute < w.toMin : minute >= w.fromMin || minute < w.toMin;
+  return w.days.has(day) && inHours;
 }
 
 /** The call as RTFS data, for `:when` predicates. */
@@ -310,6 +316,7 @@ export function decide(c: Constitution, f: CallFacts, rateCount: (rule: Rule, si
   let requireIdempotency = false;
   let requireContracts = false;
   let requireCompensation = false;
+  const requirementRules: { idempotency?: string; contracts?: string; compensation?: string } = {};
   const rated: Rule[] = [];
   let callValue: Value | undefined;
   for (const rule of c.rules) {
@@ -344,19 +351,22 @@ export function decide(c: Constitution, f: CallFacts, rateCount: (rule: Rule, si
         break;
       case 'require-idempotency':
         requireIdempotency = true;
+        requirementRules.idempotency ??= rule.id;
         break;
       case 'require-contracts':
         requireContracts = true;
+        requirementRules.contracts ??= rule.id;
         break;
       case 'require-compensation':
         requireCompensation = true;
+        requirementRules.compensation ??= rule.id;
         break;
       case 'allow':
         allowRule ??= rule;
         break;
     }
   }
-  const extra = { requireIdempotency, requireContracts, requireCompensation, rated };
+  const extra = { requireIdempotency, requireContracts, requireCompensation, requirementRules, rated };
   if (approval) return { decision: 'approval', rule: approvalRule, rationale: `approval required by ${approvalRule}`, approval, ...extra };
   if (allowRule) return { decision: 'allow', rule: allowRule.id, rationale: allowRule.reason, ...extra };
   if (c.defaultAction === 'allow') return { decision: 'allow', rule: 'constitution.default', rationale: 'no rule matched; the constitution allows by default', ...extra };

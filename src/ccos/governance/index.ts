@@ -154,13 +154,20 @@ export class Governance {
     }
 
     const c = this.active;
-    if (!c) return next();
+    if (!c) {
+      if (call.warnings?.length) call.allowedBy = { rule: 'gate.default', rationale: call.warnings.join('; ') };
+      return next();
+    }
     const verdict = decide(c, { capability: call.request.capability, manifest, args: call.request.args, labels, stepPath: call.request.stepPath, now: new Date() }, this.rateCount);
     if (verdict.decision === 'deny') return deny(verdict.rule, verdict.rationale);
-    if (verdict.requireIdempotency && !manifest.idempotent && !call.keyed) return deny(verdict.rule, `${manifest.id} needs an idempotency key here (^{:idempotency {:key ..}})`, 'idempotency-required');
+    if (verdict.requireIdempotency && !manifest.idempotent && !call.keyed) return deny(verdict.requirementRules?.idempotency ?? verdict.rule, `${manifest.id} needs an idempotency key here (^{:idempotency {:key ..}})`, 'idempotency-required');
     if (verdict.requireContracts && !call.request.scopes.some((s) => IMap.isMap(s.meta) && ((s.meta as RMap).has(kw('pre')) || (s.meta as RMap).has(kw('post'))))) {
-      return deny(verdict.rule, `${manifest.id} must be called inside a step with :pre or :post contracts`, 'contracts-required');
+      return deny(verdict.requirementRules?.contracts ?? verdict.rule, `${manifest.id} must be called inside a step with :pre or :post contracts`, 'contracts-required');
     }
+    if (verdict.requireCompensation && !manifest.idempotent && !call.request.scopes.some((s) => s.kind === 'saga')) {
+      return deny(verdict.requirementRules?.compensation ?? verdict.rule, `${manifest.id} must be called in the primary of a step.with-compensation (it changes state and is not idempotent)`, 'compensation-required');
+    }
+    call.allowedBy = { rule: verdict.rule, rationale: [verdict.rationale, ...(call.warnings ?? [])].join('; ') };
     if (verdict.decision === 'approval') {
       const v = this.approval(call, `call:${call.request.id}`, 'call', verdict.rule, verdict.approval!);
       if (v) return v;
@@ -259,7 +266,11 @@ export class Governance {
       }
       if (!problem) continue;
       const isPrivacy = problem.includes('privacy');
-      if (mode === 'warn' && !isPrivacy) continue; // recorded as the call's decision rationale below? warnings are in the step's data
+      if (mode === 'warn' && !isPrivacy) {
+        // Allowed, with the overrun in the decision recorded for this call.
+        (call.warnings ??= []).push(`budget warning: ${problem}`);
+        continue;
+      }
       if (mode === 'pause' && !isPrivacy) {
         const v = this.approval(call, `budget:${prefix}:${spent.calls}:${spent.cost}`, 'budget', 'budget.extension', { count: 1, roles: [], quorum: [], expiresMs: 72 * 3_600_000 });
         if (v) return v;
