@@ -187,6 +187,8 @@ test('no back door: the public Ccos API has no ungoverned path (method list revi
     'runDetails',
     'verifyChain',
     'close',
+    'shutdown', // stops MCP servers this node started, closes the store
+    'lazyProviders', // private: loads a provider module on first use
   ]);
   const methods = Object.getOwnPropertyNames(Ccos.prototype);
   const unreviewed = methods.filter((m) => !REVIEWED.has(m));

@@ -22,6 +22,7 @@ import { Orchestrator, type ActionListener, type ResumeOptions, type RunOptions,
 import { resolveDataDir, SqliteStore, translateSqliteError, type Durability } from './store/sqlite.js';
 import { IntentGraph } from './intents.js';
 import { Governance } from './governance/index.js';
+import { installSecrets, type SecretStore } from './secrets.js';
 
 export { CcosError, describeError } from './errors.js';
 export { ACTION_TYPES, type Action, type ActionType, type VerifyReport } from './chain.js';
@@ -31,6 +32,7 @@ export { type Interceptor, type Decision, compose, matchesPattern } from './gate
 export { resolveDataDir, type Durability } from './store/sqlite.js';
 export { valueToPlainJson, plainJsonToValue } from './values-json.js';
 export { IntentGraph, type Intent, type IntentStatus, type IntentRelation } from './intents.js';
+export { SecretStore, installSecrets, redactSecrets } from './secrets.js';
 export { Governance, Approvals, approverSigner, parseConstitution, decide, type ApprovalRequest, type Constitution, type Verdict } from './governance/index.js';
 
 export interface CcosOptions {
@@ -74,6 +76,9 @@ export class Ccos {
   readonly dataDir: string;
   /** Recreate providers of persisted capabilities by kind (MCP, OpenAPI, sandbox, ...). */
   private readonly providerFactories = new Map<string, (m: CapabilityManifest) => Provider | undefined>();
+  /** The encrypted secret store of this data dir. */
+  readonly secrets: SecretStore;
+  private readonly closers: (() => Promise<void> | void)[] = [];
 
   constructor(opts: CcosOptions = {}) {
     this.dataDir = resolveDataDir(opts.dataDir);
@@ -91,6 +96,31 @@ export class Ccos {
     this.intents = new IntentGraph(this.store, this.orchestrator);
     this.governance = new Governance(this.store, this.orchestrator);
     this.gate.use(this.governance.interceptor);
+    this.secrets = installSecrets(this);
+    // Providers of these kinds load their modules (MCP SDK, OpenAPI parser, sandbox) on first use.
+    this.lazyProviders('mcp', async () => {
+      const { installMcp } = await import('./providers/mcp.js');
+      const hub = installMcp(this);
+      this.closers.push(() => hub.close());
+    });
+    this.lazyProviders('openapi', async () => void (await import('./providers/openapi.js')).installOpenApi(this));
+    this.lazyProviders('sandbox', async () => void (await import('./providers/sandbox.js')).installSandbox(this));
+  }
+
+  /** Registers a provider factory that first loads (and installs) the module of its kind. */
+  private lazyProviders(kind: string, install: () => Promise<void>): void {
+    let installing: Promise<void> | null = null;
+    const placeholder = (m: CapabilityManifest): Provider => ({
+      invoke: async (args, ctx) => {
+        installing ??= install();
+        await installing;
+        const real = this.providerFactories.get(kind);
+        const provider = real && real !== placeholder ? real(m) : undefined;
+        if (!provider) throw new CcosError('unknown-capability', `no ${kind} provider could be created for ${m.id}`);
+        return provider.invoke(args, ctx);
+      },
+    });
+    this.useProviderFactory(kind, placeholder);
   }
 
   /**
@@ -198,7 +228,15 @@ export class Ccos {
     return this.chain.verify();
   }
 
+  /** Stops what this node started (MCP server processes, connections) and closes the store. */
+  async shutdown(): Promise<void> {
+    for (const c of this.closers.splice(0)) await c();
+    this.store.close();
+  }
+
+  /** Closes the store (use `shutdown` when MCP servers may have been started). */
   close(): void {
+    for (const c of this.closers.splice(0)) void c();
     this.store.close();
   }
 }

@@ -78,6 +78,7 @@ export function describeWaiting(waiting: unknown): string[] {
     return [`an answer${q ? ` to ${q}` : ''}${cap}`];
   }
   if (w.kind === 'outcome-unknown') return [`the outcome of an interrupted call${cap}: did it take effect?`];
+  if (w.kind === 'approval') return [`approval ${str(w.approval)}${cap}: ${typeof w.needs === 'string' ? w.needs : 'an approval'}${typeof w.rule === 'string' ? ` (rule ${w.rule})` : ''}`];
   return [`${String(w.kind ?? 'something')}${cap}${typeof w.prompt === 'string' ? `: ${w.prompt}` : ''}`];
 }
 
@@ -87,6 +88,14 @@ export function waitingKinds(waiting: unknown): string[] {
   if (Array.isArray(waiting)) return waiting.flatMap(waitingKinds);
   if (typeof waiting === 'object') return [String((waiting as Record<string, unknown>).kind ?? 'unknown')];
   return [String(waiting)];
+}
+
+/** The approval request ids a run waits for. */
+export function approvalIds(waiting: unknown): string[] {
+  if (waiting === null || waiting === undefined) return [];
+  if (Array.isArray(waiting)) return waiting.flatMap(approvalIds);
+  const w = waiting as Record<string, unknown>;
+  return typeof waiting === 'object' && w.kind === 'approval' && typeof w.approval === 'string' ? [w.approval] : [];
 }
 
 /** A short cell for `runs list`. */

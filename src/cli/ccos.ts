@@ -44,8 +44,20 @@ Usage:
   ccos runs list|show                        list runs, show one with its step tree
   ccos chain show|verify|export              read, verify and export the causal chain
   ccos caps list|show|add                    capabilities: list, show a manifest, add RTFS ones
+  ccos caps add-mcp NAME -- CMD ARGS...      stage an MCP server's tools (or --url URL); approve,
+  ccos caps activate-mcp NAME                then activate them (pinned; drift is blocked)
+  ccos caps add-openapi NAME SPEC --base-url URL   one capability per OpenAPI operation
+  ccos secrets set|list|delete               encrypted secrets (value from stdin)
+  ccos mcp                                   serve CCOS as an MCP server over stdio
+  ccos serve --mcp --token T [--port N]      serve MCP over HTTP on 127.0.0.1 with a bearer token
   ccos intents list|show|create|relate|status  the intent graph
   ccos call CAP [ARGS...]                    call one capability through the gate
+  ccos check FILE                            admission report: capabilities, effects, approvals, cost
+  ccos policy load|show                      the constitution: load or amend it, show it
+  ccos approvals list|show                   approval requests
+  ccos approve ID --as NAME [--resume]       approve a request (signed with the approver's key)
+  ccos deny ID --as NAME --reason R          deny a request
+  ccos keys create|list                      approver keys (Ed25519)
   ccos help [COMMAND]                        show help (also: ccos COMMAND --help)
   ccos --version                             print the version
 
@@ -57,6 +69,8 @@ Examples:
   ccos runs show run-1f2e
   ccos chain verify
   ccos call ccos.echo '{:a 1}'
+  ccos check plan.rtfs
+  ccos run --dry-run plan.rtfs
 
 Exit codes: 0 ok, 1 failure, 2 usage error, 3 paused (waiting), 70 internal error.`;
 
@@ -84,14 +98,27 @@ Options:
   --workspace DIR      root directory of ccos.fs.* (default: the current directory)
   --strict             fsync before a call's result is used (durability strict)
   --intent ID          link the run to an intent
+  --dry-run            run with simulated providers in a scratch node, no effects; report the
+                       predicted cost and latency against the budget, the approvals that would be
+                       requested, the policy denials, the calls and the value
+  --no-admission       start even when admission (see \`ccos check\`) finds errors
+
+Before anything runs, the plan is admitted (\`ccos check\`): when admission finds errors (an
+unknown capability, a high-risk call outside a saga, a critical one without contracts, a call the
+constitution denies), the run does not start; the report is printed and the exit code is 1.
 
 ${GLOBAL_OPTS}
 
 ${RUN_OUTPUT}
+A refused plan with --json: {"ok":false,"status":"refused","error",...,"admission":{report}}.
+--dry-run with --json: {"ok","status","value","valueJson","error","predictedCostUsd",
+"predictedLatencyMs","budget","calls","approvals","denials","admission","notes"}; it exits 0
+when the simulated run completes, 1 when it fails or admission finds errors.
 
 Examples:
   ccos run plan.rtfs --input n=5 --input name=bob
-  ccos run deploy.rtfs --deny 'ccos.http.*' --json`;
+  ccos run deploy.rtfs --deny 'ccos.http.*' --json
+  ccos run --dry-run refund.rtfs`;
 
 const RESUME_HELP = `ccos resume — continue a paused or interrupted run
 
@@ -219,6 +246,10 @@ Usage:
   ccos caps list            id, version, risk, provider, description
   ccos caps show ID         the manifest of one capability
   ccos caps add FILE.rtfs   register the (capability ...) definitions of an RTFS file
+  ccos caps add-mcp NAME -- COMMAND ARGS...   stage an MCP server's tools for approval (or --url URL)
+  ccos caps activate-mcp NAME                 register the approved tools (definitions pinned)
+  ccos caps mcp-servers                       MCP servers and their tools
+  ccos caps add-openapi NAME SPEC --base-url URL   one capability per OpenAPI 3 operation
 
 ${GLOBAL_OPTS}`;
 
@@ -329,6 +360,153 @@ ${RUN_OUTPUT}
 Examples:
   ccos call ccos.echo '{:a 1}'
   ccos call ccos.state.counter.get '"c"'`;
+
+const CHECK_HELP = `ccos check — the admission report of a plan, without running it
+
+Reads and compiles the plan, finds every capability it may call (with the place of each call) and
+checks it against the manifests and the constitution in force:
+  - unknown capabilities (error, rule registry.unknown)
+  - a :high or :critical capability that is not idempotent, called outside the primary of a
+    step.with-compensation (error, rule admission.compensation)
+  - a :critical capability outside a step with :pre/:post contracts (error, admission.contracts)
+  - a non-idempotent capability with a network effect and no idempotency key (warning)
+  - calls the constitution denies (error) or may deny depending on arguments (warning), and the
+    approvals the run will need (rules with a :when predicate are reported as conditional)
+  - the estimated cost (each call site once) against the plan's :resources budget
+
+Usage:
+  ccos check FILE
+
+${GLOBAL_OPTS}
+
+With --json: {"ok","file","errors":[{"code","message","rule","file","line","col"}],"warnings",
+"capabilities":[{"id","effects","risk","count","line","col",...}],"approvals":[{"capability",
+"rule","needs","conditional"}],"denials","estimatedCostUsd","budget","constitution"}.
+
+Exit codes: 0 admitted, 1 errors found (or the file cannot be read), 2 usage error.`;
+
+const POLICY_HELP = `ccos policy — the constitution (governance rules as RTFS data)
+
+Usage:
+  ccos policy load FILE     load it; replacing the one in force is an amendment that needs approval
+  ccos policy show          id, version, hash, rules, roles
+
+${GLOBAL_OPTS}`;
+
+const POLICY_LOAD_HELP = `ccos policy load — load or amend the constitution
+
+The first constitution takes effect at once. Replacing the one in force is an amendment: it needs
+the approvals the current constitution's :amendment names. The command then prints the approval
+request to decide (\`ccos approve ID --as NAME\`); run \`ccos policy load FILE\` again once it is
+approved.
+
+Usage:
+  ccos policy load FILE
+
+${GLOBAL_OPTS}
+
+With --json: {"ok":true,"status":"active","hash"} or {"ok":false,"status":"pending","approval":{...}}.
+Exit codes: 0 active, 1 invalid file or denied amendment, 3 amendment waiting for approval.`;
+
+const POLICY_SHOW_HELP = `ccos policy show — the constitution in force
+
+Prints its id, version, hash, default decision, rules (id, action, what they match, reason), the
+roles of approvers and who must approve an amendment.
+
+Usage:
+  ccos policy show
+
+${GLOBAL_OPTS}`;
+
+const APPROVALS_HELP = `ccos approvals — approval requests (calls, steps, plans, budgets, amendments)
+
+Usage:
+  ccos approvals list [--status S]   id, kind, capability, rule, needs, status, run, expires
+  ccos approvals show ID             what is being approved, in full
+
+${GLOBAL_OPTS}`;
+
+const APPROVALS_LIST_HELP = `ccos approvals list — list approval requests, oldest first
+
+Usage:
+  ccos approvals list [--status pending|approved|denied|expired]
+
+${GLOBAL_OPTS}
+
+With --json: {"ok":true,"approvals":[{"id","kind","capability","rule","needs","status","run",
+"expires","summary","decisions"}]}`;
+
+const APPROVALS_SHOW_HELP = `ccos approvals show — one approval request, as an approver sees it
+
+Shows the capability and its description, the arguments (secrets redacted), the step, plan and
+run, the rule that asks, the estimated cost, who must approve, the expiry and the decisions so far.
+
+Usage:
+  ccos approvals show ID
+
+${GLOBAL_OPTS}`;
+
+const APPROVE_HELP = `ccos approve — approve a request, signed with the approver's Ed25519 key
+
+The decision is signed with the approver's private key (by default the one \`ccos keys create\`
+wrote, or --key FILE) and verified against the registered public key before it counts. The
+approver must hold a role the request needs (roles come from the constitution's :roles).
+
+Usage:
+  ccos approve ID --as NAME [--reason R] [--key FILE] [--resume]
+
+Options:
+  --as NAME        the approver
+  --reason R       why (recorded and signed)
+  --key FILE       the approver's private key (PEM)
+  --resume         when the request becomes approved, resume its run at once
+
+${GLOBAL_OPTS}
+
+Errors (exit 1, nothing changes): unknown approver, an approver without the needed role, a
+signature that does not verify, a request already decided (or already decided by this approver).
+With --resume, the run is reported like \`ccos resume\` (exit 0, 1 or 3).`;
+
+const DENY_HELP = `ccos deny — deny a request, signed with the approver's Ed25519 key
+
+The run's call then fails with the denial when the run is resumed (\`ccos resume RUN\`).
+
+Usage:
+  ccos deny ID --as NAME --reason R [--key FILE]
+
+Options:
+  --as NAME        the approver
+  --reason R       why (required; recorded and signed)
+  --key FILE       the approver's private key (PEM)
+
+${GLOBAL_OPTS}`;
+
+const KEYS_HELP = `ccos keys — approver keys (Ed25519)
+
+Usage:
+  ccos keys create NAME     create an approver's key pair; prints the key id and the private key file
+  ccos keys list            approvers: name, key id, created
+
+${GLOBAL_OPTS}`;
+
+const KEYS_CREATE_HELP = `ccos keys create — create an approver's Ed25519 key pair
+
+The public key is registered in the data dir; the private key is written to
+<data dir>/keys/approvers/NAME.pem (mode 0600). The private key is the approver's signature: give it
+to the approver, who must keep it (and should move it out of the data dir), and pass it with
+\`ccos approve --key FILE\`. Keys are never replaced silently.
+
+Usage:
+  ccos keys create NAME
+
+${GLOBAL_OPTS}`;
+
+const KEYS_LIST_HELP = `ccos keys list — registered approvers
+
+Usage:
+  ccos keys list
+
+${GLOBAL_OPTS}`;
 
 // -------------------------------------------------------------------------------------------------
 // Errors and small helpers
@@ -566,6 +744,10 @@ function resumeCommand(c: Ctx, r: RunResult): string {
   const kinds = fmt!.waitingKinds(r.waiting);
   const base = `ccos resume ${r.runId}${dataDirArgs(c)}`;
   if (kinds.includes('outcome-unknown')) return `${base} --retry-unknown   (or --answer VALUE, or --fail MESSAGE)`;
+  if (kinds.length > 0 && kinds.every((k) => k === 'approval')) {
+    const ids = fmt!.approvalIds(r.waiting);
+    return `ccos approve ${ids.length === 1 ? ids[0] : 'ID'} --as NAME${dataDirArgs(c)} --resume   (or, once approved: ${base})`;
+  }
   return `${base} --answer VALUE`;
 }
 
@@ -649,6 +831,9 @@ async function cmdRun(c: Ctx): Promise<number> {
   const intentId = str(c.values.intent);
   if (intentId !== undefined && !ccos.intents.get(intentId)) throw new l.CcosError('not-found', `no intent ${intentId}`, { hint: 'list intents with `ccos intents list`' });
   const opts = { inputs, fuel, allow: strs(c.values.allow), deny: strs(c.values.deny), intentId };
+  if (c.values['dry-run'] === true) return dryRunCommand(c, ccos, source, file, opts);
+  // Admission before any effect: a plan with admission errors does not start.
+  if (!admitted(c, (await admission()).admit(ccos, source, file))) return EXIT_FAIL;
   return driveRun(c, ccos, () => ccos.run(source, { ...opts, file }));
 }
 
@@ -942,6 +1127,366 @@ async function cmdCall(c: Ctx): Promise<number> {
 }
 
 // -------------------------------------------------------------------------------------------------
+// Governance: admission, dry-run, keys, the constitution, approvals
+
+type Admission = typeof import('../ccos/governance/admission.js');
+type AdmissionReport = import('../ccos/governance/admission.js').AdmissionReport;
+type DryRunReport = import('../ccos/governance/dry-run.js').DryRunReport;
+type ApprovalRequest = import('../ccos/index.js').ApprovalRequest;
+
+const money = (x: number): string => `$${Math.round(x * 1e6) / 1e6}`;
+
+/** The admission report as text (diagnostics with a caret excerpt, then the tables). */
+function admissionText(r: AdmissionReport, f: Format): string {
+  const k = kernel!;
+  const out: string[] = [];
+  const n = (x: number, what: string): string => `${x} ${what}${x === 1 ? '' : 's'}`;
+  out.push(`admission of ${r.file}: ${r.ok ? 'ok' : 'REFUSED'} — ${n(r.errors.length, 'error')}, ${n(r.warnings.length, 'warning')}`);
+  for (const [list, severity] of [[r.errors, 'error'], [r.warnings, 'warning']] as const) {
+    for (const e of list) {
+      const text = k.formatDiagnostic({ code: e.code, message: e.message, pos: { file: e.file, line: e.line, col: e.col } }, sourceOf(e.file), severity);
+      out.push(`${text}\n  = rule: ${e.rule}${e.hint ? `\n  = hint: ${e.hint}` : ''}`);
+    }
+  }
+  if (r.capabilities.length) {
+    out.push('capabilities:');
+    out.push(
+      f
+        .table(
+          ['ID', 'RISK', 'EFFECTS', 'IDEMPOTENT', 'CALLS', 'COST/CALL', 'AT'],
+          r.capabilities.map((c) => [c.id, c.risk ?? 'UNKNOWN', c.effects.join(',') || '-', c.idempotent === null ? '-' : c.idempotent ? 'yes' : 'no', String(c.count), c.costUsd ? money(c.costUsd) : '-', f.short(c.sites.map((s) => `${s.line}:${s.col}${s.steps.length ? ` in ${s.steps.join('/')}` : ''}`).join(', '), 50)]),
+        )
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n'),
+    );
+  } else out.push('capabilities: none');
+  if (r.approvals.length) {
+    out.push('approvals the run will need:');
+    for (const a of r.approvals) {
+      const who = a.capability ? a.capability : `every call of ${a.scope ?? 'the scope'}`;
+      out.push(`  ${who}: ${a.conditional ? 'may need ' : ''}${a.needs} (rule ${a.rule}${a.conditional ? '; a :when predicate decides, from the arguments' : ''})`);
+    }
+  } else out.push('approvals the run will need: none');
+  if (r.denials.length) {
+    out.push('denials:');
+    for (const d of r.denials) out.push(`  ${d.capability} at ${d.line}:${d.col}: ${d.conditional ? 'may be denied' : 'denied'} by ${d.rule}: ${d.rationale}`);
+  }
+  const budget = [r.budget.max_cost_usd !== undefined ? `${money(r.budget.max_cost_usd)}` : '', r.budget.max_calls !== undefined ? `${r.budget.max_calls} calls` : ''].filter(Boolean).join(', ');
+  out.push(`estimated cost: ${money(r.estimatedCostUsd)} (each call site once)${budget ? `; budget: ${budget}` : ''}`);
+  out.push(r.constitution ? `constitution: ${r.constitution.id} v${r.constitution.version} ${r.constitution.hash}` : 'constitution: none loaded (only the built-in checks apply)');
+  if (r.dynamicCapabilities) out.push('note: a call computes its capability id; the list may be incomplete');
+  return out.join('\n');
+}
+
+async function admission(): Promise<Admission> {
+  return import('../ccos/governance/admission.js');
+}
+
+async function cmdCheck(c: Ctx): Promise<number> {
+  const [file] = expectArgs(c, ['FILE']);
+  const { ccos, fmt: f } = await open(c);
+  const source = readTextFile(file, 'plan');
+  sources.set(file, source);
+  const report = (await admission()).admit(ccos, source, file);
+  if (c.json) emit(report);
+  else write(admissionText(report, f));
+  return report.ok ? EXIT_OK : EXIT_FAIL;
+}
+
+function dryRunText(r: DryRunReport, f: Format): string {
+  const out: string[] = [];
+  out.push(`dry run of ${r.file}: ${r.status}${r.ok ? '' : r.status === 'failed' ? ` — ${r.error?.code ?? 'failed'}: ${r.error?.message ?? ''}` : ''} (simulated: no effects)`);
+  if (r.value !== null) out.push(`value: ${f.short(r.value, 400)}`);
+  if (r.waiting) out.push(`waiting for: ${f.describeWaiting(r.waiting).join('; ')}`);
+  const b = r.budget;
+  const against = [b.max_cost_usd !== undefined ? `budget ${money(b.max_cost_usd)}` : '', b.max_calls !== undefined ? `at most ${b.max_calls} calls` : ''].filter(Boolean).join(', ');
+  out.push(`predicted cost: ${money(r.predictedCostUsd)}${against ? ` (${against}: ${b.withinBudget ? 'within budget' : 'OVER BUDGET'})` : ''}`);
+  out.push(`predicted latency: ${r.predictedLatencyMs} ms (sum of declared latencies)`);
+  if (r.calls.length) {
+    out.push(`calls (${r.calls.length}):`);
+    out.push(
+      f
+        .table(['CAPABILITY', 'STEP', 'ARGS', 'RESULT', 'COST', 'SIMULATED BY'], r.calls.map((x) => [x.capability, f.short(x.step.join('/') || '-', 30), f.short(x.args, 40), f.short(x.ok ? (x.result ?? 'nil') : `error: ${x.error ?? ''}`, 40), x.costUsd ? money(x.costUsd) : '-', x.simulatedBy]))
+        .split('\n')
+        .map((l) => `  ${l}`)
+        .join('\n'),
+    );
+  } else out.push('calls: none');
+  if (r.approvals.length) {
+    out.push('approvals that would be requested:');
+    for (const a of r.approvals) out.push(`  ${a.capability ?? a.kind}${a.step.length ? ` in ${a.step.join('/')}` : ''}: ${a.needs} (rule ${a.rule})`);
+  } else out.push('approvals that would be requested: none');
+  if (r.denials.length) {
+    out.push('policy denials:');
+    for (const d of r.denials) out.push(`  ${d.capability}${d.step.length ? ` in ${d.step.join('/')}` : ''}: ${d.rule}: ${d.rationale}`);
+  } else out.push('policy denials: none');
+  for (const n of r.notes) out.push(`note: ${n}`);
+  return out.join('\n');
+}
+
+/** `ccos run --dry-run`. */
+async function dryRunCommand(c: Ctx, ccos: Ccos, source: string, file: string, opts: { inputs: Record<string, Value>; fuel?: number; allow: string[]; deny: string[] }): Promise<number> {
+  const { dryRun } = await import('../ccos/governance/dry-run.js');
+  const r = await dryRun(ccos, source, file, opts);
+  const refused = !r.admission.ok && c.values['no-admission'] !== true;
+  if (c.json) emit({ ...r, ok: r.ok && !refused });
+  else {
+    if (!r.admission.ok) writeErr(admissionText(r.admission, fmt!));
+    else for (const w of r.admission.warnings) writeErr(`warning[${w.code}]: ${w.message} (${w.file}:${w.line}:${w.col}, rule ${w.rule})`);
+    write(dryRunText(r, fmt!));
+  }
+  return r.ok && !refused ? EXIT_OK : EXIT_FAIL;
+}
+
+/** Admission before a run: true when the run may start (the refusal has been reported). */
+function admitted(c: Ctx, report: AdmissionReport): boolean {
+  // A plan that does not compile fails in the run itself, with its usual diagnostic.
+  if (report.errors.some((e) => e.rule === 'rtfs.compile')) return true;
+  if (report.ok || c.values['no-admission'] === true) {
+    if (!c.json) for (const w of report.warnings) writeErr(`warning[${w.code}]: ${w.message} (${w.file}:${w.line}:${w.col}, rule ${w.rule})`);
+    return true;
+  }
+  const first = report.errors[0];
+  if (c.json) {
+    emit({ ok: false, status: 'refused', error: { code: 'admission-refused', message: `admission refused the plan: ${report.errors.length} error(s); the first: ${first.message}`, hint: 'see `ccos check FILE`; --no-admission starts it anyway', file: first.file, line: first.line, col: first.col }, admission: report });
+  } else {
+    writeErr(admissionText(report, fmt!));
+    writeErr('the run did not start (nothing ran); fix the plan, or pass --no-admission to start it anyway');
+  }
+  return false;
+}
+
+async function cmdKeysCreate(c: Ctx): Promise<number> {
+  const [name] = expectArgs(c, ['NAME']);
+  const { ccos } = await open(c);
+  const k = ccos.governance.approvals.createApprover(name);
+  if (c.json) emit({ ok: true, approver: k.name, keyId: k.keyId, privateKeyFile: k.privateKeyFile });
+  else {
+    write(`approver ${k.name}: key ${k.keyId}`);
+    write(`private key: ${k.privateKeyFile}`);
+    writeErr(`warning: the private key is ${k.name}'s signature. Give it to ${k.name} (and only to them), who must keep it safe and should move it out of the data dir; approve with --key FILE. Anyone holding it can approve as ${k.name}.`);
+  }
+  return EXIT_OK;
+}
+
+async function cmdKeysList(c: Ctx): Promise<number> {
+  expectArgs(c, []);
+  const { ccos, fmt: f } = await open(c, { mustExist: true });
+  const list = ccos.governance.approvals.approvers();
+  const roles = ccos.governance.roles();
+  const rolesOf = (n: string): string[] => [...(roles.get(n) ?? [])].sort();
+  if (c.json) emit({ ok: true, approvers: list.map((a) => ({ ...a, roles: rolesOf(a.name) })) });
+  else if (list.length === 0) write('no approvers (create one with `ccos keys create NAME`)');
+  else write(f.table(['NAME', 'KEY', 'ROLES', 'CREATED'], list.map((a) => [a.name, a.keyId, rolesOf(a.name).map((r) => `:${r}`).join(' ') || '-', a.created.slice(0, 19).replace('T', ' ')])));
+  return EXIT_OK;
+}
+
+async function cmdPolicyLoad(c: Ctx): Promise<number> {
+  const [file] = expectArgs(c, ['FILE']);
+  const { ccos } = await open(c);
+  if (existsSync(file)) sources.set(file, readTextFile(file, 'constitution'));
+  const r = ccos.governance.load(file);
+  if (r.status === 'active') {
+    const con = ccos.governance.constitution!;
+    if (c.json) emit({ ok: true, status: 'active', hash: r.hash, id: con.id, version: con.version, rules: con.rules.length });
+    else write(`constitution ${con.id} v${con.version} active: ${r.hash} (${con.rules.length} rule${con.rules.length === 1 ? '' : 's'})`);
+    return EXIT_OK;
+  }
+  const a = r.approval;
+  const { describeNeeds } = await admission();
+  const needs = describeNeeds(a.requirement);
+  if (c.json) emit({ ok: false, status: 'pending', approval: approvalJson(a, needs) });
+  else {
+    write(`amendment pending: approval ${a.id} needs ${needs}`);
+    write(`approve with: ccos approve ${a.id} --as NAME${dataDirArgs(c)}`);
+    write(`then load again: ccos policy load ${fmt!.shellQuote(file)}${dataDirArgs(c)}`);
+  }
+  return EXIT_PAUSED;
+}
+
+function ruleSummary(r: import('../ccos/index.js').Constitution['rules'][number]): string {
+  const m: string[] = [];
+  if (r.capability) m.push(`capability ${r.capability.map((re) => re.source.replace(/^\^|\$$/g, '').replace(/\.\*/g, '*').replace(/\\(.)/g, '$1')).join('|')}`);
+  if (r.effects) m.push(`effects ${[...r.effects].map((x) => ':' + x).join(' ')}`);
+  if (r.risk) m.push(`risk ${[...r.risk].map((x) => ':' + x).join(' ')}`);
+  if (r.labels) m.push(`labels ${[...r.labels].map((x) => ':' + x).join(' ')}`);
+  if (r.regions) m.push(`regions ${[...r.regions].join(' ')}`);
+  if (r.window) m.push(`window ${[...r.window.days].join(',')} ${r.window.tz}`);
+  if (r.rate) m.push(`rate ${r.rate.max}/${r.rate.perMs / 1000}s`);
+  if (r.predicate) m.push('when (predicate)');
+  return m.join('; ') || 'every call';
+}
+
+async function cmdPolicyShow(c: Ctx): Promise<number> {
+  expectArgs(c, []);
+  const { ccos, fmt: f } = await open(c, { mustExist: true });
+  const con = ccos.governance.constitution;
+  const { describeNeeds } = await admission();
+  if (!con) {
+    if (c.json) emit({ ok: true, constitution: null });
+    else write('no constitution loaded (the gate applies only its built-in checks); load one with `ccos policy load FILE`');
+    return EXIT_OK;
+  }
+  const roles = [...con.roles.entries()].map(([name, rs]) => ({ approver: name, roles: [...rs].sort() }));
+  const rules = con.rules.map((r) => ({ id: r.id, action: r.action, match: ruleSummary(r), reason: r.reason, needs: r.approval ? describeNeeds(r.approval) : null }));
+  if (c.json) {
+    emit({ ok: true, constitution: { id: con.id, version: con.version, hash: con.hash, default: con.defaultAction, rules, roles, amendment: describeNeeds(con.amendment) } });
+    return EXIT_OK;
+  }
+  write(`${'id:'.padEnd(11)}${con.id}`);
+  write(`${'version:'.padEnd(11)}${con.version}`);
+  write(`${'hash:'.padEnd(11)}${con.hash}`);
+  write(`${'default:'.padEnd(11)}${con.defaultAction}`);
+  write(`${'amendment:'.padEnd(11)}${describeNeeds(con.amendment)}`);
+  write(`rules (${rules.length}):`);
+  if (rules.length) write(f.table(['ID', 'ACTION', 'MATCH', 'REASON'], rules.map((r) => [r.id, r.action + (r.needs ? ` (${r.needs})` : ''), f.short(r.match, 50), f.short(r.reason, 50)])).split('\n').map((l) => `  ${l}`).join('\n'));
+  write(`roles:${roles.length ? '' : ' none'}`);
+  for (const r of roles) write(`  ${r.approver}: ${r.roles.map((x) => ':' + x).join(' ')}`);
+  return EXIT_OK;
+}
+
+function approvalJson(a: ApprovalRequest, needs: string): Record<string, unknown> {
+  return {
+    id: a.id,
+    kind: a.kind,
+    capability: typeof a.summary.capability === 'string' ? a.summary.capability : null,
+    rule: a.rule,
+    needs,
+    status: a.status,
+    run: a.runId,
+    created: a.created,
+    expires: a.expires,
+    summary: a.summary,
+    decisions: a.decisions.map((d) => ({ approver: d.approver, decision: d.decision, reason: d.reason, time: d.time, keyId: d.keyId })),
+  };
+}
+
+/** Finds an approval request by id or a unique prefix. */
+function resolveApproval(ccos: Ccos, id: string): ApprovalRequest {
+  const exact = ccos.governance.approvals.get(id);
+  if (exact) return exact;
+  const hits = ccos.governance.approvals.list().filter((a) => a.id.startsWith(id) || a.id.startsWith(`apr-${id}`));
+  if (hits.length === 1) return hits[0];
+  if (hits.length > 1) throw new lib!.CcosError('ambiguous', `${id} is the start of ${hits.length} approval ids`, { hint: 'give more characters of the id' });
+  throw new lib!.CcosError('not-found', `no approval request ${id}`, { hint: 'list them with `ccos approvals list`' });
+}
+
+const STATUSES = ['pending', 'approved', 'denied', 'expired'];
+
+async function cmdApprovalsList(c: Ctx): Promise<number> {
+  expectArgs(c, []);
+  const status = str(c.values.status);
+  if (status !== undefined && !STATUSES.includes(status)) throw new UsageError(`--status must be one of ${STATUSES.join(', ')}, got \`${status}\``, c.command);
+  const { ccos, fmt: f } = await open(c, { mustExist: true });
+  const { describeNeeds } = await admission();
+  const list = ccos.governance.approvals.list(status ? { status: status as never } : {});
+  if (c.json) {
+    emit({ ok: true, approvals: list.map((a) => approvalJson(a, describeNeeds(a.requirement))) });
+    return EXIT_OK;
+  }
+  if (list.length === 0) {
+    write(status ? `no ${status} approval requests` : 'no approval requests');
+    return EXIT_OK;
+  }
+  const what = (a: ApprovalRequest): string => (typeof a.summary.capability === 'string' ? a.summary.capability : a.kind === 'amendment' ? `constitution ${String(a.summary.to ?? '').slice(0, 19)}` : '-');
+  const progress = (a: ApprovalRequest): string => {
+    const yes = a.decisions.filter((d) => d.decision === 'approve').length;
+    return `${describeNeeds(a.requirement)}${yes ? ` (${yes} given)` : ''}`;
+  };
+  write(f.table(['ID', 'KIND', 'CAPABILITY', 'RULE', 'NEEDS', 'STATUS', 'RUN', 'EXPIRES'], list.map((a) => [a.id, a.kind, f.short(what(a), 30), f.short(a.rule, 24), f.short(progress(a), 40), a.status, a.runId ? f.short(a.runId, 16) : '-', a.expires.slice(0, 16).replace('T', ' ')])));
+  return EXIT_OK;
+}
+
+function approvalText(a: ApprovalRequest, needs: string, redact: (s: string) => string): string {
+  const s = a.summary;
+  const rows: [string, string][] = [
+    ['approval', a.id],
+    ['kind', a.kind],
+    ['status', a.status],
+  ];
+  const text = (v: unknown): string => redact(typeof v === 'string' ? v : JSON.stringify(v));
+  if (typeof s.capability === 'string') rows.push(['capability', `${s.capability}${typeof s.description === 'string' && s.description ? ` — ${s.description}` : ''}`]);
+  if (typeof s.risk === 'string') rows.push(['risk', s.risk]);
+  if (s.arguments !== undefined) rows.push(['arguments', text(s.arguments)]);
+  if (Array.isArray(s.step)) rows.push(['step', s.step.length ? s.step.map(String).join(' / ') : '(top level)']);
+  if (s.plan !== undefined) rows.push(['plan', String(s.plan)]);
+  if (a.runId) rows.push(['run', a.runId]);
+  if (a.kind === 'amendment') {
+    rows.push(['change', String(s.change ?? 'constitution amendment')]);
+    rows.push(['from', String(s.from ?? '')], ['to', String(s.to ?? '')]);
+    if (s.file !== undefined) rows.push(['file', String(s.file)]);
+    if (s.rules !== undefined) rows.push(['rules', String(s.rules)]);
+  }
+  for (const [k, v] of Object.entries(s)) {
+    if (['capability', 'description', 'risk', 'arguments', 'step', 'plan', 'run', 'rule', 'estimated_cost_usd', 'change', 'from', 'to', 'file', 'rules'].includes(k)) continue;
+    rows.push([k.replace(/_/g, ' '), text(v)]);
+  }
+  rows.push(['rule', a.rule]);
+  if (typeof s.estimated_cost_usd === 'number') rows.push(['est. cost', money(s.estimated_cost_usd)]);
+  rows.push(['needs', needs]);
+  rows.push(['created', a.created], ['expires', a.expires]);
+  const lines = rows.map(([k, v]) => `${`${k}:`.padEnd(13)}${v}`);
+  lines.push(`decisions:${a.decisions.length ? '' : '    none yet'}`);
+  for (const d of a.decisions) lines.push(`  ${d.decision === 'approve' ? 'approved' : 'denied'} by ${d.approver} at ${d.time} (key ${d.keyId})${d.reason ? `: ${redact(d.reason)}` : ''}`);
+  if (a.status === 'pending') lines.push(`decide with: ccos approve ${a.id} --as NAME  |  ccos deny ${a.id} --as NAME --reason R`);
+  return lines.join('\n');
+}
+
+async function cmdApprovalsShow(c: Ctx): Promise<number> {
+  const [id] = expectArgs(c, ['ID']);
+  const { ccos } = await open(c, { mustExist: true });
+  const { describeNeeds } = await admission();
+  const { redact } = await import('../ccos/governance/index.js');
+  const a = resolveApproval(ccos, id);
+  const needs = describeNeeds(a.requirement);
+  if (c.json) emit({ ok: true, approval: approvalJson(a, needs) });
+  else write(approvalText(a, needs, redact));
+  return EXIT_OK;
+}
+
+async function decideCommand(c: Ctx, decision: 'approve' | 'deny'): Promise<number> {
+  const [id] = expectArgs(c, ['ID']);
+  const who = str(c.values.as);
+  if (who === undefined) throw new UsageError(`\`ccos ${c.command}\` needs --as NAME (the approver)`, c.command);
+  const reason = str(c.values.reason) ?? '';
+  if (decision === 'deny' && !reason.trim()) throw new UsageError('`ccos deny` needs --reason R', c.command);
+  const keyFile = str(c.values.key);
+  const { ccos, lib: l } = await open(c, { mustExist: true, workspace: str(c.values.workspace), allowHosts: strs(c.values['allow-host']), strict: c.values.strict === true });
+  const { describeNeeds } = await admission();
+  const req = resolveApproval(ccos, id);
+  // The key is read only when the decision is signed: unknown or unauthorized approvers and
+  // decided requests are reported first.
+  const sign = (message: string): string => l.approverSigner(ccos.store, who, keyFile)(message);
+  const after = ccos.governance.approvals.decide(req.id, who, decision, reason, ccos.governance.roles(), sign);
+  const needs = describeNeeds(after.requirement);
+  const resume = c.values.resume === true;
+  if (c.json && !(resume && after.status === 'approved' && after.runId)) emit({ ok: true, approval: approvalJson(after, needs), resumed: false });
+  else if (!c.json) {
+    if (decision === 'deny') write(`${after.id} denied by ${who}`);
+    else if (after.status === 'approved') write(`${after.id} approved (${who} was the last approval needed)`);
+    else write(`${after.id}: approval by ${who} recorded; still pending (needs ${needs}; ${after.decisions.filter((d) => d.decision === 'approve').length} given)`);
+  }
+  if (after.kind === 'amendment') {
+    if (!c.json && after.status === 'approved') write(`load the constitution again to put it in force: ccos policy load ${fmt!.shellQuote(String(after.summary.file ?? 'FILE'))}${dataDirArgs(c)}`);
+    return EXIT_OK;
+  }
+  if (!after.runId) return EXIT_OK;
+  if (resume && after.status === 'approved') {
+    const runId = after.runId;
+    const details = ccos.runDetails(runId);
+    if (details) sources.set(details.file, details.source);
+    return driveRun(c, ccos, () => ccos.resume(runId), details ? ccos.chain.list({ runId }) : [], details ? runId : undefined);
+  }
+  if (!c.json) {
+    if (after.status === 'approved') write(`resume the run: ccos resume ${after.runId}${dataDirArgs(c)}`);
+    else if (after.status === 'denied') write(`when resumed, the run's call fails with this denial: ccos resume ${after.runId}${dataDirArgs(c)}`);
+    else if (resume) write(`not resuming: run ${after.runId} still waits for this approval`);
+  }
+  return resume && after.status === 'pending' ? EXIT_PAUSED : EXIT_OK;
+}
+
+// -------------------------------------------------------------------------------------------------
 // The command table
 
 interface Command {
@@ -967,6 +1512,8 @@ const COMMANDS: Record<string, Command> = {
       allow: { type: 'string', multiple: true },
       deny: { type: 'string', multiple: true },
       intent: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      'no-admission': { type: 'boolean' },
     },
     run: cmdRun,
   },
@@ -987,14 +1534,122 @@ const COMMANDS: Record<string, Command> = {
   'intents relate': { help: INTENTS_RELATE_HELP, options: {}, run: cmdIntentsRelate },
   'intents status': { help: INTENTS_STATUS_HELP, options: {}, run: cmdIntentsStatus },
   call: { help: CALL_HELP, options: NODE_OPTIONS, run: cmdCall },
+  check: { help: CHECK_HELP, options: {}, run: cmdCheck },
+  'policy load': { help: POLICY_LOAD_HELP, options: {}, run: cmdPolicyLoad },
+  'policy show': { help: POLICY_SHOW_HELP, options: {}, run: cmdPolicyShow },
+  'approvals list': { help: APPROVALS_LIST_HELP, options: { status: { type: 'string' } }, run: cmdApprovalsList },
+  'approvals show': { help: APPROVALS_SHOW_HELP, options: {}, run: cmdApprovalsShow },
+  approve: { help: APPROVE_HELP, options: { ...NODE_OPTIONS, as: { type: 'string' }, reason: { type: 'string' }, key: { type: 'string' }, resume: { type: 'boolean' } }, run: (c) => decideCommand(c, 'approve') },
+  deny: { help: DENY_HELP, options: { as: { type: 'string' }, reason: { type: 'string' }, key: { type: 'string' } }, run: (c) => decideCommand(c, 'deny') },
+  'keys create': { help: KEYS_CREATE_HELP, options: {}, run: cmdKeysCreate },
+  'keys list': { help: KEYS_LIST_HELP, options: {}, run: cmdKeysList },
 };
 
-const GROUPS: Record<string, string> = { runs: RUNS_HELP, chain: CHAIN_HELP, caps: CAPS_HELP, intents: INTENTS_HELP };
-const TOP = ['run', 'resume', 'replay', 'cancel', 'runs', 'chain', 'caps', 'intents', 'call', 'help'];
+const GROUPS: Record<string, string> = { runs: RUNS_HELP, chain: CHAIN_HELP, caps: CAPS_HELP, intents: INTENTS_HELP, policy: POLICY_HELP, approvals: APPROVALS_HELP, keys: KEYS_HELP };
+const TOP = ['run', 'resume', 'replay', 'cancel', 'runs', 'chain', 'caps', 'intents', 'call', 'check', 'policy', 'approvals', 'approve', 'deny', 'keys', 'secrets', 'mcp', 'serve', 'help'];
+
+/**
+ * Commands contributed by the provider and server modules (MCP client, OpenAPI, secrets, MCP
+ * server). They parse their own arguments; they are loaded only when used.
+ */
+interface PluggedCommand {
+  name: string;
+  summary: string;
+  usage: string;
+  args: string[];
+  run(ccos: Ccos, args: string[], json: boolean): Promise<number>;
+}
+
+const PLUGGED: Record<string, { summary: string; module: () => Promise<Record<string, { summary: string; usage: string; run: (...a: never[]) => Promise<number> }>>; stdin?: boolean }> = {
+  'caps add-mcp': { summary: 'stage the tools of an MCP server for approval', module: async () => (await import('./ccos-mcp-commands.js')).mcpCommands },
+  'caps activate-mcp': { summary: 'register the approved tools of an MCP server', module: async () => (await import('./ccos-mcp-commands.js')).mcpCommands },
+  'caps mcp-servers': { summary: 'list MCP servers and their tools', module: async () => (await import('./ccos-mcp-commands.js')).mcpCommands },
+  'caps add-openapi': { summary: 'import the operations of an OpenAPI 3 spec as capabilities', module: async () => (await import('./ccos-openapi-commands.js')).openapiCommands },
+  'secrets set': { summary: 'store a secret (value read from stdin), encrypted at rest', module: async () => (await import('./ccos-secrets-commands.js')).secretsCommands, stdin: true },
+  'secrets list': { summary: 'list secret names (never values)', module: async () => (await import('./ccos-secrets-commands.js')).secretsCommands, stdin: true },
+  'secrets delete': { summary: 'delete a secret', module: async () => (await import('./ccos-secrets-commands.js')).secretsCommands, stdin: true },
+  mcp: { summary: 'serve CCOS as an MCP server over stdio', module: async () => (await import('./ccos-serve-commands.js')).serveCommands },
+  serve: { summary: 'serve CCOS over HTTP (--mcp: Streamable HTTP on 127.0.0.1, bearer token)', module: async () => (await import('./ccos-serve-commands.js')).serveCommands },
+};
+
+const SECRETS_HELP = `ccos secrets — encrypted secrets for capabilities
+
+Commands:
+${Object.entries(PLUGGED)
+  .filter(([k]) => k.startsWith('secrets '))
+  .map(([k, v]) => `  ccos ${k.padEnd(16)} ${v.summary}`)
+  .join('\n')}
+
+Values are encrypted (AES-256-GCM) in the data dir, injected only at the provider boundary, and
+never shown in plans, the chain, logs or output. Run \`ccos secrets COMMAND --help\` for details.`;
+
+async function pluggedCommand(first: string, rest: string[]): Promise<PluggedCommand | undefined> {
+  const two = rest[0] !== undefined ? `${first} ${rest[0]}` : '';
+  const name = PLUGGED[two] ? two : PLUGGED[first] ? first : first === 'secrets' ? undefined : undefined;
+  if (first === 'secrets' && !PLUGGED[two]) {
+    if (rest[0] === undefined || rest[0] === '-h' || rest[0] === '--help') {
+      (rest[0] === undefined ? writeErr : write)(SECRETS_HELP);
+      throw new ExitWith(rest[0] === undefined ? EXIT_USAGE : EXIT_OK);
+    }
+    throw new UsageError(`unknown command \`ccos secrets ${rest[0]}\` (secrets commands: set, list, delete)`, 'secrets');
+  }
+  if (!name) return undefined;
+  const spec = PLUGGED[name];
+  const mod = await spec.module();
+  const cmd = mod[name];
+  const args = name.includes(' ') ? rest.slice(1) : rest;
+  const stdinReader = spec.stdin ? (await import('./ccos-secrets-commands.js')).readStdin : undefined;
+  return {
+    name,
+    summary: cmd.summary,
+    usage: cmd.usage,
+    args,
+    run: (ccos, a, json) => (stdinReader ? (cmd.run as unknown as (c: Ccos, a: string[], j: boolean, s: () => Promise<string>) => Promise<number>)(ccos, a, json, stdinReader) : (cmd.run as unknown as (c: Ccos, a: string[], j: boolean) => Promise<number>)(ccos, a, json)),
+  };
+}
+
+/** Runs a plugged command: its own --help, the global --data-dir/--json, then the node. */
+async function runPlugged(p: PluggedCommand, globals: string[]): Promise<number> {
+  const all = [...globals, ...p.args];
+  if (all.includes('--help') || all.includes('-h')) {
+    write(p.usage.startsWith(`ccos ${p.name}`) ? p.usage : `ccos ${p.name} — ${p.summary}\n\n${p.usage}`);
+    return EXIT_OK;
+  }
+  const rest: string[] = [];
+  let dataDir: string | undefined;
+  let json = false;
+  for (let i = 0; i < all.length; i++) {
+    const a = all[i];
+    if (a === '--' ) {
+      rest.push(...all.slice(i));
+      break;
+    }
+    if (a === '--json') json = true;
+    else if (a === '--data-dir') dataDir = all[++i];
+    else if (a.startsWith('--data-dir=')) dataDir = a.slice('--data-dir='.length);
+    else rest.push(a);
+  }
+  const { ccos } = await open({ command: p.name, values: {}, positionals: [], json, dataDir } as unknown as Ctx);
+  try {
+    return await p.run(ccos, rest, json);
+  } finally {
+    await ccos.shutdown();
+    opened.splice(opened.indexOf(ccos), 1);
+  }
+}
+
+/** Ends `main` with an exit code from inside a helper. */
+class ExitWith extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
 
 function helpFor(words: string[]): string | undefined {
   const key = words.join(' ');
   if (key === '') return MAIN_HELP;
+  if (key === 'secrets') return SECRETS_HELP;
+  if (PLUGGED[key]) return `ccos ${key} — ${PLUGGED[key].summary}\n\nRun \`ccos ${key} --help\` for its options.`;
   return COMMANDS[key]?.help ?? (words.length === 1 ? GROUPS[key] : undefined);
 }
 
@@ -1051,6 +1706,11 @@ async function main(argv: string[]): Promise<number> {
         break;
     }
     if (first.startsWith('-')) throw new UsageError(`unknown option \`${first}\``);
+    const plugged = await pluggedCommand(first, rest);
+    if (plugged) {
+      command = plugged.name;
+      return await runPlugged(plugged, [...globals]);
+    }
     let args = rest;
     if (GROUPS[first]) {
       const sub = rest[0];
@@ -1079,6 +1739,7 @@ async function main(argv: string[]): Promise<number> {
     }
     return await cmd.run({ command, values, positionals, json: values.json === true, dataDir: str(values['data-dir']) });
   } catch (e) {
+    if (e instanceof ExitWith) return e.code;
     if (e instanceof UsageError) {
       if (json) emit({ ok: false, error: { code: 'usage', message: e.message, hint: `run \`ccos ${e.command ? `${e.command} ` : ''}--help\` for usage`, file: null, line: null, col: null } });
       writeErr(`ccos: ${e.message}`);
