@@ -145,6 +145,11 @@ export class Gate {
     return this.registry.manifest(id);
   }
 
+  /** The directory file effects are confined to (step profiles resolve paths against it). */
+  get workspaceRoot(): string {
+    return this.settings.workspaceRoot;
+  }
+
   /** Takes one call through the gate and, if allowed, runs it. */
   async call<P>(call: GateCall, hooks: GateHooks<P>): Promise<{ value: Value } | { error: ErrorValue | RtfsError } | P> {
     const verdict = await compose([...this.interceptors, ...this.extra])(call);

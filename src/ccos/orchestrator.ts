@@ -45,6 +45,8 @@ import {
 } from '../rtfs/index.js';
 import type { Action, CausalChain, NewAction } from './chain.js';
 import { CcosError } from './errors.js';
+import { redact } from './redact.js';
+import { deriveStepProfile } from './providers/sandbox.js';
 import type { Decision, Gate } from './gate.js';
 import type { SqliteStore } from './store/sqlite.js';
 import { PauseRun } from './capabilities/types.js';
@@ -196,6 +198,8 @@ export class Orchestrator {
   private readonly listeners = new Set<ActionListener>();
   /** Runs this process is driving now (cancel reaches them at once). */
   private readonly active = new Map<string, ActiveRun>();
+  /** Steps whose profile has been recorded (run id | step path). */
+  private readonly profiled = new Set<string>();
   /** Runs this process paused, with the checkpoint they paused at (their machines are current). */
   private readonly parked = new Map<string, { run: ActiveRun; checkpoint: string }>();
 
@@ -528,7 +532,8 @@ export class Orchestrator {
     // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
     const recordCall = (decision: Decision, stepPath: readonly string[]): Action => {
       if (decision.decision !== 'allow') return this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
-      const c = this.ctxAction(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: prStr(List(req.args)), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
+      this.recordStepProfile(run, req, stepPath);
+      const c = this.ctxAction(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: redact(prStr(List(req.args))), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
       this.journal(run, req, 'started', null, req.capability, h);
       return c;
     };
@@ -587,6 +592,22 @@ export class Orchestrator {
       },
     );
     return outcome;
+  }
+
+  /**
+   * Records, once per step of a run, the profile derived for its first capability with effects:
+   * security level and isolation from the effects and the intent's constraints (seed 003 §1.e).
+   */
+  private recordStepProfile(run: ActiveRun, req: HostRequest & { kind: 'call' }, stepPath: readonly string[]): void {
+    const manifest = this.gate.manifest(req.capability);
+    if (!manifest || stepPath.length === 0 || (manifest.effects.length === 0 && manifest.provider.kind !== 'sandbox')) return;
+    const key = `${run.runId}|${JSON.stringify(stepPath)}`;
+    if (this.profiled.has(key)) return;
+    this.profiled.add(key);
+    if (this.profiled.size > 10_000) this.profiled.clear();
+    const intent = run.intentId ? (this.store.stmt('SELECT constraints FROM intents WHERE id = ?').get(run.intentId) as { constraints: string } | undefined) : undefined;
+    const profile = deriveStepProfile(manifest, intent ? JSON.parse(intent.constraints) : {}, { workspaceRoot: this.gate.workspaceRoot });
+    this.ctxAction(run, 'StepProfileDerived', stepPath, { capability: manifest.id, security_level: profile.securityLevel, isolation: profile.isolation, network: profile.network, fs_read: profile.fsRead, fs_write: profile.fsWrite, reasons: profile.reasons });
   }
 
   /** A call journaled as started but never answered: the process died during it. */

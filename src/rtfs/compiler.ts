@@ -381,6 +381,8 @@ export class Compiler {
       if (h === 'call') return this.compileHostCall(inner, f.meta);
       if (h === 'step') return this.compileStep(inner, f.meta);
       if (h === 'step.parallel' || h === 'step-parallel') return this.compileParallel(inner, inner.rest().toArray(), f.meta);
+      // `^{...} (plan ...)`: the metadata belongs to the plan, as if written inside it.
+      if (h === 'plan') return this.compilePlan(inner, [new MetaForm(f.meta, inner.rest().first(), f.pos), ...inner.rest().rest().toArray()]);
     }
     this.compile(inner, tail);
   }

@@ -6,7 +6,7 @@
  * Must never: run a capability (the gate does, through the provider it resolves here).
  */
 import { formatTypeErrors, parseType, validate, type TypeExpr } from '../../rtfs/types.js';
-import { IMap, Keyword, List, prStr, readOne, type RMap, type Value } from '../../rtfs/index.js';
+import { IMap, Keyword, List, RFloat, prStr, readOne, type RMap, type Value } from '../../rtfs/index.js';
 import type { Json } from '../../common/canonical.js';
 import { valueToPlainJson } from '../values-json.js';
 import { checkSchemaIsValid, validateJsonSchema } from '../providers/json-schema.js';
@@ -183,10 +183,16 @@ export function manifestFromRtfs(id: string, m: RMap, provider: CapabilityManife
   const output = schema(get('output'));
   if (output) manifest.output = output;
   if (typeof get('region') === 'string' || get('region') instanceof Keyword) manifest.region = kwName(get('region'));
-  if (typeof cost === 'number') manifest.cost = { usdPerCall: cost };
+  const costNumber = typeof cost === 'number' ? cost : cost instanceof RFloat ? cost.v : null;
+  if (costNumber !== null) manifest.cost = { usdPerCall: costNumber };
   else if (IMap.isMap(cost)) manifest.cost = { usdPerCall: Number(valueToPlainJson((cost as RMap).get(Keyword.of('usd-per-call'), 0) as Value)) };
   const timeout = get('timeout-ms');
   if (typeof timeout === 'number') manifest.timeoutMs = timeout;
+  const params = get('params');
+  if (params !== null) {
+    if (!List.isList(params)) throw new CcosError('manifest', `${where}: :params must be a vector of types`);
+    manifest.params = (params as List<Value>).toArray().map((t) => ({ rtfs: printValue(t) }));
+  }
   const labelList = (k: string): string[] | undefined => {
     const v = get(k);
     if (v === null) return undefined;

@@ -180,7 +180,7 @@ export class Approvals {
     const req = this.get(id);
     if (!req) throw new CcosError('not-found', `no approval request ${id}`, { hint: 'list them with `ccos approvals list`' });
     const reject = (code: string, msg: string, hint?: string): never => {
-      this.orchestrator.record({ type: 'ApprovalRejected', runId: req.runId, data: { approval: id, approver, decision, problem: msg } });
+      this.store.tx(() => this.orchestrator.record({ type: 'ApprovalRejected', runId: req.runId, data: { approval: id, approver, decision, problem: msg } }));
       throw new CcosError(code, msg, { hint });
     };
     if (req.status !== 'pending') return reject('already-decided', `approval ${id} is already ${req.status}`);

@@ -16,9 +16,11 @@ import type { GateCall, GateVerdict, Interceptor } from '../gate.js';
 import type { Orchestrator } from '../orchestrator.js';
 import type { SqliteStore } from '../store/sqlite.js';
 import { Approvals, approverSigner, type ApprovalRequest } from './approvals.js';
+import { redact } from '../redact.js';
 import { decide, parseConstitution, type ApprovalRequirement, type Constitution, type Rule } from './constitution.js';
 
 export { Approvals, approverSigner, type ApprovalRequest } from './approvals.js';
+export { redact } from '../redact.js';
 export { parseConstitution, decide, type Constitution, type Verdict, type CallFacts } from './constitution.js';
 
 const SCHEMA = `
@@ -296,9 +298,4 @@ function describeRequirement(r: ApprovalRequirement): string {
   if (r.count > 0) parts.push(`${r.count} approval${r.count === 1 ? '' : 's'}${r.roles.length ? ` from ${r.roles.map((x) => ':' + x).join(' or ')}` : ''}`);
   if (r.quorum.length) parts.push(`one from each of ${r.quorum.map((x) => ':' + x).join(' ')}`);
   return parts.join(' and ') || 'an approval';
-}
-
-/** Masks values of keys that look secret (password, token, secret, api key, authorization). */
-export function redact(text: string): string {
-  return text.replace(/(:?"?(?:password|passwd|secret|token|api[-_]?key|authorization|credential)[a-z_-]*"?\s+)("(?:[^"\\]|\\.)*"|\S+)/gi, '$1"[redacted]"');
 }
