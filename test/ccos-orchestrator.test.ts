@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CcosError, openCcos, valueToPlainJson, type Action, type Ccos, type RunResult } from '../src/ccos/index.js';
+import { failsWith } from './support.js';
 
 function node(t: { after: (fn: () => void) => void }): Ccos {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-orch-'));
@@ -28,18 +29,6 @@ function journal(ccos: Ccos, runId: string): { request_id: string; kind: string;
   return ccos.store.db.prepare('SELECT * FROM journal WHERE run_id = ? ORDER BY rowid').all(runId) as ReturnType<typeof journal>;
 }
 
-/** Expects `fn` to fail with a CcosError of `code`, whether it throws or returns a rejected promise. */
-async function failsWith(fn: () => unknown, code: string, message?: RegExp): Promise<void> {
-  let err: unknown;
-  try {
-    await fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof CcosError, `expected a CcosError ${code}, got ${err === undefined ? 'success' : String(err)}`);
-  assert.equal(err.code, code, err.message);
-  if (message) assert.match(err.message, message);
-}
 
 function assertChainOk(ccos: Ccos): void {
   const report = ccos.verifyChain();

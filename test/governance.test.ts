@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { CcosError, approverSigner, openCcos, valueToPlainJson, withCost, type Action, type ApprovalRequest, type Ccos, type RunResult } from '../src/ccos/index.js';
 import { labelsOf } from '../src/ccos/governance/index.js';
 import { type Value } from '../src/rtfs/index.js';
+import { failsWith } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -62,19 +63,6 @@ function assertChainOk(ccos: Ccos): void {
   assert.equal(report.ok, true, JSON.stringify(report.problems));
 }
 
-/** Expects `fn` to fail with a CcosError of `code` (thrown or rejected). */
-async function failsWith(fn: () => unknown, code: string, message?: RegExp): Promise<CcosError> {
-  let err: unknown;
-  try {
-    await fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof CcosError, `expected a CcosError ${code}, got ${err === undefined ? 'success' : String(err)}`);
-  assert.equal(err.code, code, err.message);
-  if (message) assert.match(err.message, message);
-  return err;
-}
 
 /** The run failed at the gate with this error code, and its PolicyDecision names the rule. */
 function assertDenied(ccos: Ccos, r: RunResult, code: string, rule: string | RegExp): Record<string, unknown> {

@@ -18,6 +18,7 @@ import Database from 'better-sqlite3';
 import { CcosError, approverSigner, openCcos, valueToPlainJson, type Action, type Ccos, type RunResult } from '../src/ccos/index.js';
 import { installMcp, jsonSchemaProblem, mcpResultJson, toolDefinitionHash, validateToolDefinition, type McpHub, type McpTransportSpec } from '../src/ccos/providers/mcp.js';
 import { mcpCommands, parseAddMcpArgs } from '../src/cli/ccos-mcp-commands.js';
+import { failsWith as rejects } from './support.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const EVERYTHING = path.join(ROOT, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
@@ -80,18 +81,6 @@ function failed(r: RunResult, code: string, message?: RegExp): NonNullable<RunRe
   return r.error!;
 }
 
-async function rejects(fn: () => unknown, code: string, message?: RegExp): Promise<CcosError> {
-  let err: unknown;
-  try {
-    await fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof CcosError, `expected a CcosError ${code}, got ${err === undefined ? 'success' : String(err)}`);
-  assert.equal(err.code, code, err.message);
-  if (message) assert.match(err.message, message);
-  return err;
-}
 
 function assertChainOk(ccos: Ccos): void {
   const report = ccos.verifyChain();
