@@ -235,27 +235,21 @@ export class CausalChain {
     let count = 0;
     let lastSealed = 0;
     const hasher = (p: string, body: string): string => createHash('sha256').update(p + body).digest('hex');
-    const select = 'SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, body, prev_hash, hash FROM actions ORDER BY seq';
+    const select = 'SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body, prev_hash, hash FROM actions ORDER BY seq';
+    const J = JSON.stringify;
     for (const row of this.store.db.prepare(select).raw().iterate() as IterableIterator<unknown[]>) {
-      const [seq, id, parentId, runId, planId, intentId, stepPath, type, body, prevHash, hash] = row as [number, string, string | null, string | null, string | null, string | null, string | null, string, string, string, string];
+      const [seq, id, parentId, runId, planId, intentId, stepPath, type, time, body, prevHash, hash] = row as [number, string, string | null, string | null, string | null, string | null, string | null, string, string, string, string, string];
       count++;
       if (seq !== expectedSeq) problems.push({ seq, problem: seq > expectedSeq ? `actions ${expectedSeq}..${seq - 1} are missing (deleted)` : `sequence number out of order (expected ${expectedSeq})` });
       expectedSeq = seq + 1;
       if (prevHash !== prev) problems.push({ seq, problem: 'previous-hash link broken (an action was deleted, inserted or reordered before this one)' });
       if (hasher(prevHash, body) !== hash) problems.push({ seq, problem: 'content does not match its hash (the action was edited)' });
       else {
-        // Columns are an index over the body; they must agree with it.
-        let b: Record<string, unknown>;
-        try {
-          b = JSON.parse(body);
-        } catch {
-          b = {};
-        }
-        const step = b.step as string[] | undefined;
-        const stepOk = stepPath === null ? !step || step.length === 0 : step !== undefined && (step.length === 0 ? stepPath === '[]' : JSON.stringify(step) === stepPath);
-        if (b.seq !== seq || b.id !== id || b.type !== type || (b.run ?? null) !== runId || (b.plan ?? null) !== planId || (b.intent ?? null) !== intentId || (b.parent ?? null) !== parentId || !stepOk) {
-          problems.push({ seq, problem: 'indexed columns differ from the hashed content (the row was edited)' });
-        }
+        // Columns are an index over the body; they must agree with it. The body is canonical (keys
+        // sorted), so everything after `data` is fixed text built from the columns: compare
+        // strings instead of parsing JSON.
+        const tail = `,"id":${J(id)}${intentId ? `,"intent":${J(intentId)}` : ''}${parentId ? `,"parent":${J(parentId)}` : ''}${planId ? `,"plan":${J(planId)}` : ''}${runId ? `,"run":${J(runId)}` : ''},"seq":${seq},"step":${stepPath ?? '[]'},"time":${J(time)},"type":${J(type)}}`;
+        if (!body.endsWith(tail)) problems.push({ seq, problem: 'indexed columns differ from the hashed content (the row was edited)' });
       }
       prev = hash;
       const s = sealAt.get(seq);
