@@ -12,7 +12,7 @@
  * and abort, and every SEAL_EVERY actions. Editing any sealed action breaks either the links or a
  * seal's signature, and re-signing needs the node's private key.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { canonicalJson, type Json } from '../common/canonical.js';
 import { CcosError } from './errors.js';
 import type { NodeKey } from './keys.js';
@@ -97,7 +97,7 @@ export interface VerifyReport {
   problems: { seq: number; problem: string }[];
 }
 
-const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+const sha256 = (s: string): string => hash('sha256', s);
 
 /** The chain over a store. */
 export class CausalChain {
@@ -234,7 +234,8 @@ export class CausalChain {
     let prev = GENESIS;
     let count = 0;
     let lastSealed = 0;
-    const hasher = (p: string, body: string): string => createHash('sha256').update(p + body).digest('hex');
+    // One-shot hashing: about twice as fast as createHash for small inputs.
+    const hasher = (p: string, body: string): string => hash('sha256', p + body);
     const select = 'SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body, prev_hash, hash FROM actions ORDER BY seq';
     const J = JSON.stringify;
     for (const row of this.store.db.prepare(select).raw().iterate() as IterableIterator<unknown[]>) {
