@@ -136,6 +136,11 @@ export interface ActiveRun {
   cancelling?: boolean;
   /** `cancel` was called in this process while the run was being driven. */
   cancelRequested?: boolean;
+  /**
+   * Results waiting to be written: calls answered together share one commit, made before the
+   * machine sees any of them.
+   */
+  pendingWrites?: (() => void)[];
 }
 
 /** A pause requested while answering (a person must act). */
@@ -334,13 +339,19 @@ export class Orchestrator {
   private async driveLoop(run: ActiveRun): Promise<RunResult> {
     let lastCancelCheck = 0;
     const inflight = new Map<string, Promise<{ id: string; res: Resolution | Pause }>>();
+    const done = new Map<string, Resolution | Pause>();
     const waiting = new Map<string, Json>();
+    const flush = (): void => {
+      const writes = run.pendingWrites?.splice(0) ?? [];
+      if (writes.length) this.store.tx(() => writes.forEach((w) => w()));
+    };
     // Before the run ends, every call already started must be answered (and so journaled).
     const settle = async (): Promise<void> => {
       while (inflight.size) {
         const { id } = await Promise.race(inflight.values());
         inflight.delete(id);
       }
+      flush();
     };
     for (;;) {
       // This process cancels through `cancelRequested`; another process by writing the run's
@@ -371,21 +382,37 @@ export class Orchestrator {
       // arrives, so a branch of step.parallel never waits for a sibling's unrelated call.
       for (const r of out.requests) {
         if (inflight.has(r.id) || waiting.has(r.id)) continue;
-        inflight.set(r.id, this.answer(run, r).then(
-          (res) => ({ id: r.id, res }),
-          (e: unknown) => ({ id: r.id, res: { error: asError(e) } as Resolution }),
+        const id = r.id;
+        inflight.set(id, this.answer(run, r).then(
+          (res) => (done.set(id, res), { id, res }),
+          (e: unknown) => {
+            const res = { error: asError(e) } as Resolution;
+            done.set(id, res);
+            return { id, res };
+          },
         ));
       }
       if (inflight.size === 0) {
+        flush();
         // Everything left waits for a person.
         const w = [...waiting.values()];
         return this.pause(run, w.length === 1 ? w[0] : w);
       }
-      const { id, res } = await Promise.race(inflight.values());
-      inflight.delete(id);
-      if (isPause(res)) waiting.set(id, res.waiting);
-      else if (run.machine.pending().some((p) => p.id === id)) run.machine.resume([{ id, resolution: res }]);
-      // (an answer for a fiber that was cancelled meanwhile is journaled, and no longer awaited)
+      await Promise.race(inflight.values());
+      // Calls that finish together share one commit: gather what settles by the next turn.
+      if (inflight.size > done.size) await new Promise((r) => setImmediate(r));
+      const batch = [...done];
+      done.clear();
+      for (const [id] of batch) inflight.delete(id);
+      flush();
+      const pending = new Set(run.machine.pending().map((p) => p.id));
+      const ready: { id: string; resolution: Resolution }[] = [];
+      for (const [id, res] of batch) {
+        if (isPause(res)) waiting.set(id, res.waiting);
+        else if (pending.has(id)) ready.push({ id, resolution: res });
+        // (an answer for a fiber that was cancelled meanwhile is journaled, and no longer awaited)
+      }
+      if (ready.length) run.machine.resume(ready);
     }
   }
 
@@ -401,11 +428,11 @@ export class Orchestrator {
       case 'step-end':
         return this.stepEnd(run, req);
       case 'call':
-        if (j?.status === 'started') return this.inFlightAfterCrash(run, req, j);
+        if (j?.status === 'started') return this.inFlightAfterCrash(run, req, j, true);
         // Waiting for an approval: ask the gate again (it may have been granted meanwhile).
-        if (j?.status === 'waiting-approval') return this.call(run, req);
+        if (j?.status === 'waiting-approval') return this.call(run, req, false, true);
         if (j?.status === 'waiting') return this.answerWaiting(run, req, j);
-        return this.call(run, req);
+        return this.call(run, req, false, true);
     }
   }
 
@@ -510,7 +537,7 @@ export class Orchestrator {
   }
 
   /** A governed capability call: gate, journal before the effect, result journaled before use. */
-  private async call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false): Promise<Resolution | Pause> {
+  private async call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false, groupCommit = false): Promise<Resolution | Pause> {
     const h = argsHash(req.capability, req.args);
     const key = idempotencyKey(run, req);
     if (key) {
@@ -558,8 +585,8 @@ export class Orchestrator {
           }
           return this.store.tx(() => recordCall(decision, stepPath));
         },
-        afterEffect: (callAction, result, durationMs) =>
-          this.store.tx(() => {
+        afterEffect: (callAction, result, durationMs) => {
+          const write = (): void => {
             if (deferred) callAction = recordCall(deferred, req.stepPath);
             const answer: Resolution = 'error' in result ? { error: result.error } : { value: result.value };
             const manifest = this.gate.manifest(req.capability);
@@ -575,7 +602,12 @@ export class Orchestrator {
             this.ctxAction(run, 'CapabilityResult', req.stepPath, key ? { ...data, idempotency_key: key.key } : data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, new Date().toISOString());
-          }),
+          };
+          // In the drive loop the write joins the batch committed before the answers are delivered;
+          // a nested call (inside an RTFS capability) is used at once, so it commits now.
+          if (groupCommit) (run.pendingWrites ??= []).push(write);
+          else this.store.tx(write);
+        },
         denied: (error) => {
           const answer: Resolution = { error };
           this.store.tx(() => this.journal(run, req, 'answered', answer, req.capability, h));
@@ -611,17 +643,17 @@ export class Orchestrator {
   }
 
   /** A call journaled as started but never answered: the process died during it. */
-  private async inFlightAfterCrash(run: ActiveRun, req: HostRequest & { kind: 'call' }, j: JournalRow): Promise<Resolution | Pause> {
+  private async inFlightAfterCrash(run: ActiveRun, req: HostRequest & { kind: 'call' }, j: JournalRow, groupCommit = false): Promise<Resolution | Pause> {
     const manifest = this.gate.manifest(req.capability);
     const decision = run.resume?.decisions?.[req.id];
-    if (decision && 'retry' in decision) return this.call(run, req, true);
+    if (decision && 'retry' in decision) return this.call(run, req, true, groupCommit);
     if (decision) return this.answerWaiting(run, req, j);
     if (j.args_hash !== argsHash(req.capability, req.args)) {
       throw new CcosError('replay-divergence', `request ${req.id} asks ${req.capability} with other arguments than journaled`, { hint: 'the plan or its inputs changed since the run started' });
     }
     // An idempotent capability, or a call with an idempotency key (which the provider receives),
     // may run again; anything else waits for a person.
-    if (manifest?.idempotent || idempotencyKey(run, req) !== null || run.resume?.retryUnknown) return this.call(run, req, true);
+    if (manifest?.idempotent || idempotencyKey(run, req) !== null || run.resume?.retryUnknown) return this.call(run, req, true, groupCommit);
     if (run.resume?.answer !== undefined || run.resume?.fail !== undefined) return this.answerWaiting(run, req, j);
     return { pause: true, waiting: { kind: 'outcome-unknown', capability: req.capability, request: req.id, step: [...req.stepPath], hint: 'the process stopped while this non-idempotent call ran; check whether it took effect, then `ccos resume RUN --retry-unknown` or `--answer VALUE` or `--fail MESSAGE`' } };
   }

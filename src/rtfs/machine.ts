@@ -197,7 +197,10 @@ export function toErrorValue(e: unknown, pos: SourcePos | undefined): ErrorValue
 
 /** The machine: fibers, fuel, and the host boundary. */
 export class Machine {
-  fibers: Fiber[] = [];
+  /** Live fibers by id, in creation order (finished branches are dropped at their join). */
+  fibers = new Map<number, Fiber>();
+  /** The id the next fiber gets (ids are never reused, so request ids stay unique). */
+  nextFiberId = 1;
   /** Remaining fuel (calls and loop iterations); Infinity = unbounded. */
   fuel = Infinity;
   maxDepth = DEFAULT_MAX_DEPTH;
@@ -213,7 +216,8 @@ export class Machine {
   /** Starts running `closure` with `args` on the root fiber. */
   start(closure: Closure, args: Value[] = []): void {
     const f = new Fiber(0, -1);
-    this.fibers = [f];
+    this.fibers = new Map([[0, f]]);
+    this.nextFiberId = 1;
     f.stack.push(closure, ...args);
     this.enterClosure(f, closure, args.length);
     this.tryFastStart(f, closure, args);
@@ -241,7 +245,8 @@ export class Machine {
   /** Delivers the host's answers. Unknown or stale request ids are an error. */
   resume(answers: { id: string; resolution: Resolution }[]): void {
     for (const a of answers) {
-      const f = this.fibers.find((x) => x.request?.id === a.id);
+      let f: Fiber | undefined;
+      for (const x of this.fibers.values()) if (x.request?.id === a.id) f = x;
       if (!f || f.status !== 'blocked') throw new RtfsError('host', `no pending host request with id ${a.id}`);
       if ('retry' in a.resolution && !(f.request?.kind === 'step-end' && !f.request.outcome.ok)) {
         throw new RtfsError('host', `request ${a.id}: retry is only valid for a failed step`);
@@ -254,7 +259,7 @@ export class Machine {
   /** The requests currently waiting for an answer. */
   pending(): HostRequest[] {
     const out: HostRequest[] = [];
-    for (const f of this.fibers) if (f.status === 'blocked' && f.request) out.push(f.request);
+    for (const f of this.fibers.values()) if (f.status === 'blocked' && f.request) out.push(f.request);
     return out;
   }
 
@@ -262,8 +267,7 @@ export class Machine {
   run(): Outcome {
     for (;;) {
       let progressed = false;
-      for (let i = 0; i < this.fibers.length; i++) {
-        const f = this.fibers[i];
+      for (const f of this.fibers.values()) {
         if (f.status !== 'ready') continue;
         progressed = true;
         if (!this.runFiber(f)) return { status: 'out-of-fuel' };
@@ -273,13 +277,12 @@ export class Machine {
           f.request = null;
           f.inbox = { error: f.pendingCancel };
           f.pendingCancel = null;
-          f.status = 'ready';
-          i--; // run it again now: it raises the cancellation where it stands
+          f.status = 'ready'; // runs again in the next round: it raises the cancellation where it stands
           continue;
         }
         if ((f.status as FiberStatus) === 'done' || (f.status as FiberStatus) === 'failed') this.onFiberEnd(f);
       }
-      const root = this.fibers[0];
+      const root = this.fibers.get(0)!;
       if (root.status === 'done') return { status: 'complete', value: root.result };
       if (root.status === 'failed') return { status: 'error', error: root.error! };
       if (!progressed) {
@@ -292,8 +295,8 @@ export class Machine {
 
   private onFiberEnd(f: Fiber): void {
     if (f.parent < 0) return;
-    const parent = this.fibers[f.parent];
-    const kids = parent.children.map((id) => this.fibers[id]);
+    const parent = this.fibers.get(f.parent)!;
+    const kids = parent.children.map((id) => this.fibers.get(id)!);
     if (f.status === 'failed' && parent.onBranchFail === 'cancel') {
       // Siblings' pending requests may already be running at the host: their answers land first.
       const inFlight = new Set(this.pending().map((r) => r.id));
@@ -310,6 +313,7 @@ export class Machine {
     for (const k of kids) {
       parent.sagas.push(...k.sagas);
       k.sagas = [];
+      this.fibers.delete(k.id); // joined: the branch is done with
     }
     parent.children = [];
     parent.status = 'ready';
@@ -327,7 +331,7 @@ export class Machine {
     if (f.status === 'done' || f.status === 'failed') return;
     const err = new ErrorValue(cause ? `cancelled because a sibling branch failed: ${cause.message}` : 'the run was cancelled', EMPTY_MAP.set(kw('code'), kw('cancelled')), kw('cancelled'));
     if (f.status === 'joining') {
-      for (const id of f.children) this.cancelFiber(this.fibers[id], cause, inFlight);
+      for (const id of f.children) this.cancelFiber(this.fibers.get(id)!, cause, inFlight);
       return;
     }
     if (f.status === 'blocked' && f.request && inFlight.has(f.request.id)) {
@@ -351,7 +355,7 @@ export class Machine {
    * (which may ask the host for more calls); call `run` to drive that to the end.
    */
   cancel(inFlight: ReadonlySet<string> = new Set()): void {
-    const root = this.fibers[0];
+    const root = this.fibers.get(0);
     if (!root || root.status === 'done' || root.status === 'failed') return;
     this.cancelFiber(root, null, inFlight);
   }
@@ -712,11 +716,11 @@ export class Machine {
               const thunks = stack.splice(stack.length - n, n) as Closure[];
               f.children = [];
               for (const t of thunks) {
-                const child = new Fiber(this.fibers.length, f.id);
+                const child = new Fiber(this.nextFiberId++, f.id);
                 child.scopes = f.scopes.slice();
                 child.stack.push(t);
                 this.enterClosure(child, t, 0);
-                this.fibers.push(child);
+                this.fibers.set(child.id, child);
                 f.children.push(child.id);
               }
               f.status = 'joining';

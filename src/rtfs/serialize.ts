@@ -48,6 +48,7 @@ export interface MachineState {
   labelsActive: boolean;
   objects: Json[];
   fibers: Json[];
+  nextFiberId: number;
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ export function saveMachine(rt: Runtime, m: Machine): MachineState {
   const e = new Encoder();
   const globals: [string, Json][] = [];
   for (const [name, cell] of rt.cells) if (!cell.core && cell.defined) globals.push([name, e.value(cell.value)]);
-  const fibers = m.fibers.map((f) => ({
+  const fibers = [...m.fibers.values()].map((f) => ({
     id: f.id,
     parent: f.parent,
     status: f.status,
@@ -158,6 +159,7 @@ export function saveMachine(rt: Runtime, m: Machine): MachineState {
     labelsActive: m.labelsActive,
     objects: e.objects,
     fibers: fibers as unknown as Json[],
+    nextFiberId: m.nextFiberId,
   };
 }
 
@@ -291,7 +293,7 @@ export function restoreMachine(state: MachineState, rt: Runtime = new Runtime())
   m.fuel = state.fuel ?? Infinity;
   m.requestSeq = state.requestSeq;
   m.labelsActive = state.labelsActive;
-  m.fibers = (state.fibers as J[]).map((fj) => {
+  const list = (state.fibers as J[]).map((fj) => {
     const f = new Fiber(fj.id as number, fj.parent as number);
     f.status = fj.status as Fiber['status'];
     f.stack = (fj.stack as Json[]).map((x) => d.value(x));
@@ -313,6 +315,8 @@ export function restoreMachine(state: MachineState, rt: Runtime = new Runtime())
     f.pendingCancel = fj.pendingCancel ? (d.value(fj.pendingCancel) as ErrorValue) : null;
     return f;
   });
+  m.fibers = new Map(list.map((f) => [f.id, f]));
+  m.nextFiberId = state.nextFiberId ?? Math.max(0, ...list.map((f) => f.id)) + 1;
   return { runtime: rt, machine: m };
 }
 
