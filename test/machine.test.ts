@@ -213,3 +213,24 @@ test('macros evaluate at expansion time, with syntax-quote, splicing and auto-ge
   same('(defmacro build [n] (vec (range n))) (build 4)', '[0 1 2 3]');
   assert.equal(ev('(defmacro sq [x] (list (quote *) x x)) (sq 7)'), '49');
 });
+
+test('finished step.parallel branches are dropped at their join: fibers and saved states do not grow', () => {
+  const rt = createRuntime();
+  const unit = rt.load('(loop [i 0 acc 0] (if (< i 50) (recur (inc i) (+ acc (reduce + (step.parallel (call :a i) (call :b i) (call :c i))))) acc))', 'loop.rtfs');
+  const m = rt.machine();
+  m.start(unit.main);
+  let out = m.run();
+  let maxFibers = 0;
+  let maxState = 0;
+  while (out.status === 'suspended') {
+    maxFibers = Math.max(maxFibers, m.fibers.size);
+    maxState = Math.max(maxState, JSON.stringify(saveMachine(rt, m)).length);
+    m.resume(out.requests.map((r) => ({ id: r.id, resolution: { value: r.kind === 'call' ? (r.args[0] as number) : null } })));
+    out = m.run();
+  }
+  assert.equal(out.status, 'complete');
+  if (out.status === 'complete') assert.equal(out.value, 3 * ((49 * 50) / 2));
+  assert.equal(maxFibers, 4, 'the root and the three branches of one block, never more');
+  assert.equal(m.fibers.size, 1);
+  assert.ok(maxState < 20_000, `saved state stays small (${maxState} bytes)`);
+});
