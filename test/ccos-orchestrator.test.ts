@@ -9,17 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CcosError, openCcos, valueToPlainJson, type Action, type Ccos, type RunResult } from '../src/ccos/index.js';
-import { failsWith } from './support.js';
+import { failsWith, tempNode } from './support.js';
 
-function node(t: { after: (fn: () => void) => void }): Ccos {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-orch-'));
-  const ccos = openCcos({ dataDir, workspaceRoot: dataDir });
-  t.after(() => {
-    ccos.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
-  return ccos;
-}
+const node = (t: { after: (fn: () => void) => void }): Ccos => tempNode(t, 'ccos-orch-');
 
 const plain = (r: RunResult): unknown => (r.value === undefined ? undefined : valueToPlainJson(r.value));
 const sleep = <T>(ms: number, v: T): Promise<T> => new Promise((r) => setTimeout(() => r(v), ms));

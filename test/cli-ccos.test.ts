@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import type { Action } from '../src/ccos/chain.js';
 import { LiveView } from '../src/cli/ccos-live.js';
 import { stepTreeOf } from '../src/cli/ccos-format.js';
+import { jsonLine, noStack } from './support.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/ccos.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'ccos-cli-'));
@@ -32,11 +33,7 @@ function ccosIn(dataDir: string | null, args: string[], opts: { input?: string; 
 
 const ccos = (args: string[], opts?: { input?: string; env?: Record<string, string> }): Run => ccosIn(DATA, args, opts);
 
-function json<T = Record<string, unknown>>(r: Run): T {
-  const lines = r.stdout.trim().split('\n');
-  assert.equal(lines.length, 1, `expected one JSON line on stdout, got:\n${r.stdout}\nstderr:\n${r.stderr}`);
-  return JSON.parse(lines[0]) as T;
-}
+const json = <T = Record<string, unknown>>(r: Run): T => jsonLine<T>(r);
 
 function file(name: string, text: string): string {
   const p = join(dir, name);
@@ -44,7 +41,6 @@ function file(name: string, text: string): string {
   return p;
 }
 
-const noStack = (s: string): void => assert.doesNotMatch(s, /\n\s+at .*\.js:\d+/, `unexpected stack trace:\n${s}`);
 const noAnsi = (s: string): void => assert.doesNotMatch(s, /\x1b\[/, 'no ANSI escapes without a terminal');
 
 function chainOf(dataDir: string, runId?: string): Action[] {

@@ -12,6 +12,7 @@ import { mkdtempSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { jsonLine, noStack } from './support.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/ccos.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'ccos-cli-gov-'));
@@ -29,11 +30,7 @@ function ccosIn(dataDir: string | null, args: string[]): Run {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function json<T = Record<string, unknown>>(r: Run): T {
-  const lines = r.stdout.trim().split('\n');
-  assert.equal(lines.length, 1, `expected one JSON line on stdout, got:\n${r.stdout}\nstderr:\n${r.stderr}`);
-  return JSON.parse(lines[0]) as T;
-}
+const json = <T = Record<string, unknown>>(r: Run): T => jsonLine<T>(r);
 
 function file(name: string, text: string): string {
   const p = join(dir, name);
@@ -41,7 +38,6 @@ function file(name: string, text: string): string {
   return p;
 }
 
-const noStack = (s: string): void => assert.doesNotMatch(s, /\n\s+at .*\.js:\d+/, `unexpected stack trace:\n${s}`);
 
 const CAPS = file(
   'caps.rtfs',

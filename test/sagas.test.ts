@@ -12,16 +12,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openCcos, valueToPlainJson, type Action, type Ccos, type RunResult } from '../src/ccos/index.js';
 import { RtfsError, createRuntime, evaluate, type Value } from '../src/rtfs/index.js';
+import { tempNode } from './support.js';
 
-function node(t: { after: (fn: () => void) => void }): Ccos {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-sagas-'));
-  const ccos = openCcos({ dataDir, workspaceRoot: dataDir });
-  t.after(() => {
-    ccos.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
-  return ccos;
-}
+const node = (t: { after: (fn: () => void) => void }): Ccos => tempNode(t, 'ccos-sagas-');
 
 const plain = (r: RunResult): unknown => (r.value === undefined ? undefined : valueToPlainJson(r.value));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
