@@ -51,3 +51,14 @@ test('ask-and-resume pauses, then a new process resumes it and the earlier effec
     again.close();
   }
 });
+
+test('the built CLIs are executable, so `npx ccos` and `npx rtfs` run them directly (README)', () => {
+  for (const cli of ['ccos', 'rtfs']) {
+    const file = path.join(root, 'dist/src/cli', `${cli}.js`);
+    assert.ok((fs.statSync(file).mode & 0o111) !== 0, `${file} must be executable`);
+    assert.match(fs.readFileSync(file, 'utf8').split('\n')[0], /^#!\/usr\/bin\/env node/);
+    const r = spawnSync(file, ['--version'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^${cli} \\d+\\.\\d+\\.\\d+`));
+  }
+});
