@@ -19,6 +19,7 @@ import Database from 'better-sqlite3';
 import { Annotation, Command, END, START, StateGraph, interrupt } from '@langchain/langgraph';
 import { SqliteSaver } from '@langchain/langgraph-checkpoint-sqlite';
 import { openCcos, type Ccos, type Durability } from '../src/ccos/index.js';
+import { median } from './timing.js';
 
 // -------------------------------------------------------------------------------------------------
 // Sizes (chosen so that the whole section takes well under a minute on a 2-vCPU VM)
@@ -58,12 +59,6 @@ interface Result {
   reps: number;
   /** Median ms per operation. */
   perOp: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Warms every case, then times them round-robin: 5–9 rounds, stopping after `budgetMs` of timing. */

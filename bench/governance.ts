@@ -12,40 +12,19 @@
  *    Reported both against the default machine (fast path on) and against the interpreter alone
  *    (fast path off), to separate the cost of labels from the cost of losing the fast path.
  *
- * Timing as in bench/run.ts: warm, then the median of timed repetitions, round-robin. Results are
+ * Timing as in bench/timing.ts: warm, then the median of timed repetitions, round-robin. Results are
  * checked; a wrong result counts as a failure, a missed target does not.
  */
 import { pathToFileURL } from 'node:url';
 import { decide, parseConstitution, type CallFacts } from '../src/ccos/governance/constitution.js';
 import type { CapabilityManifest } from '../src/ccos/capabilities/types.js';
 import { createRuntime, Labeled, unlabel, type Closure, type Value } from '../src/rtfs/index.js';
+import { benchInterleaved, type Stats } from './timing.js';
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
-function warm(fn: () => unknown, minRuns: number): void {
-  const t0 = performance.now();
-  for (let i = 0; i < 30 && (i < minRuns || performance.now() - t0 < 300); i++) fn();
-}
-
-function interleaved<K extends string>(fns: Record<K, () => unknown>, reps = 11, budgetMs = 6000): Record<K, number> {
-  const keys = Object.keys(fns) as K[];
-  for (const k of keys) warm(fns[k], 3);
-  const times = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as Record<K, number[]>;
-  let spent = 0;
-  for (let rep = 0; rep < reps && (rep < 5 || spent < budgetMs); rep++) {
-    for (const k of keys) {
-      const t0 = performance.now();
-      fns[k]();
-      const dt = performance.now() - t0;
-      times[k].push(dt);
-      spent += dt;
-    }
-  }
-  return Object.fromEntries(keys.map((k) => [k, median(times[k])])) as Record<K, number>;
+/** Median ms per run of each function, timed round-robin. */
+function interleaved<K extends string>(fns: Record<K, () => unknown>, maxReps = 11, budgetMs = 6000): Record<K, number> {
+  const stats = benchInterleaved(fns, { warmup: 3, maxReps, budgetMs });
+  return Object.fromEntries(Object.entries<Stats>(stats).map(([k, st]) => [k, st.median])) as Record<K, number>;
 }
 
 // -------------------------------------------------------------------------------------------------

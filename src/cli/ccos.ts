@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Action, Ccos, RunResult } from '../ccos/index.js';
 import type { Value } from '../rtfs/index.js';
+import { readVersion } from './version.js';
 
 type Lib = typeof import('../ccos/index.js');
 type Kernel = typeof import('../rtfs/index.js');
@@ -1651,15 +1652,6 @@ function helpFor(words: string[]): string | undefined {
   if (key === 'secrets') return SECRETS_HELP;
   if (PLUGGED[key]) return `ccos ${key} — ${PLUGGED[key].summary}\n\nRun \`ccos ${key} --help\` for its options.`;
   return COMMANDS[key]?.help ?? (words.length === 1 ? GROUPS[key] : undefined);
-}
-
-function readVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }
 
 /** Global options written before the command word: `ccos --data-dir D runs list`. */

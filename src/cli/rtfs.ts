@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Builtin, CallHandler, HostRequest, RtfsError as RtfsErrorT, Value } from '../rtfs/index.js';
+import { readVersion } from './version.js';
 
 type Kernel = typeof import('../rtfs/index.js');
 
@@ -351,15 +352,6 @@ async function cmdRepl(args: string[]): Promise<number> {
   }
   const { runRepl } = await import('./rtfs-repl.js');
   return runRepl({ kernel, onCall, fuel });
-}
-
-function readVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }
 
 async function main(argv: string[]): Promise<number> {
