@@ -179,21 +179,11 @@ function ccosAskCase(name: string, node: CcosNode, k: number): Case {
   };
 }
 
-/** Counts commits (outermost `store.tx` calls) during one run: bench-side instrumentation. */
+/** Counts the commits the store makes during one run. */
 async function commitsOf(node: CcosNode, source: string): Promise<number> {
-  const store = node.ccos.store;
-  const orig = store.tx;
-  let commits = 0;
-  store.tx = function <T>(fn: () => T): T {
-    if (!store.db.inTransaction) commits++;
-    return orig.call(store, fn) as T;
-  };
-  try {
-    await node.ccos.run(source);
-  } finally {
-    store.tx = orig;
-  }
-  return commits;
+  const before = node.ccos.store.commits;
+  await node.ccos.run(source);
+  return node.ccos.store.commits - before;
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -421,20 +411,10 @@ export async function runCcosBench(): Promise<number> {
     const asks = await roundRobin([ccosAskCase('ccos.normal.ask', askNormal, K_ASK), lgAskCase('lg.ask', lgAskSaver, K_LG)], { minReps: 5, maxReps: 7 });
     console.log('  measured pause → resume');
     const askCommits = await (async () => {
-      const store = askNormal.ccos.store;
       const first = await askNormal.ccos.run(askPlan(20));
-      const orig = store.tx;
-      let n = 0;
-      store.tx = function <T>(fn: () => T): T {
-        if (!store.db.inTransaction) n++;
-        return orig.call(store, fn) as T;
-      };
-      try {
-        for (let j = 0; j < 20; j++) await askNormal.ccos.resume(first.runId, { answer: 1 });
-      } finally {
-        store.tx = orig;
-      }
-      return n / 20;
+      const before = askNormal.ccos.store.commits;
+      for (let j = 0; j < 20; j++) await askNormal.ccos.resume(first.runId, { answer: 1 });
+      return (askNormal.ccos.store.commits - before) / 20;
     })();
 
     // --- Strict durability, measured on its own ------------------------------------------------
@@ -505,7 +485,7 @@ export async function runCcosBench(): Promise<number> {
     for (const [label, ms, lg] of rows) console.log(line([label, us(ms), perSec(ms), lg === null ? '' : `${(lg / ms).toFixed(1)}×`]));
     console.log(`\nchain verification: ${report.actions} actions (${report.seals} seals) in ${verifyMs.toFixed(1)} ms → ${(verifyRate / 1000).toFixed(0)}k actions/s`);
     console.log(`commits per governed call (normal): non-idempotent ${commits.call.toFixed(2)}, idempotent ${commits.idem.toFixed(2)}, ${PAR_BRANCHES}-way parallel non-idem ${commits.par.toFixed(2)}, parallel idem ${commits.parIdem.toFixed(2)}`);
-    console.log(`transactions per pause → resume round trip (normal): ${askCommits.toFixed(2)} (plus the autocommitted owner UPDATE of resume)`);
+    console.log(`commits per pause → resume round trip (normal): ${askCommits.toFixed(2)}`);
     const fl = (k: string): string => us(steps.get(k)!.perOp);
     console.log('floor: one better-sqlite3 transaction in WAL mode (no CCOS code), timed with the cases above:');
     console.log(`  two small inserts:          synchronous=NORMAL ${fl('floor.normal.bare')} µs (${pages.nb.toFixed(1)} WAL pages), FULL ${fl('floor.full.bare')} µs (${pages.fb.toFixed(1)} pages)`);

@@ -400,8 +400,11 @@ test('idempotent call in flight at a crash is retried on resume without asking a
   const runId = (await first.line((l) => l.event === 'PlanStarted')).runId as string;
   assert.equal((await first.exited).signal, 'SIGKILL');
   const atCrash = facts(dbPath, runId, cap.id, `${cap.id}#invocations`);
-  assert.equal(atCrash.counter, 7, 'the 7th invocation ran its effect, then the process died');
-  assert.equal(atCrash.answered, 6, 'its result was never journaled');
+  // With normal durability the answers of idempotent calls are group-committed, so the journal
+  // holds a prefix of them (never the 7th's). An invocation written in the same group as its
+  // answer was lost with it; at most one (written just before its group began) outlived it.
+  assert.ok(atCrash.answered <= 6, `the 7th result was never journaled (${atCrash.answered} answered)`);
+  assert.ok(atCrash.counter === atCrash.answered || atCrash.counter === atCrash.answered + 1, `invocations on disk (${atCrash.counter}) follow the journal (${atCrash.answered})`);
   // (An idempotent call may or may not be journaled as started: retrying it is safe either way.)
   assert.ok(atCrash.started.length <= 1);
 
@@ -409,7 +412,7 @@ test('idempotent call in flight at a crash is retried on resume without asking a
   assert.equal(r.status, 'completed', `an idempotent call is retried, not paused on: ${JSON.stringify(r)}`);
   assert.deepEqual(r.value, range(0, 19));
   const end = facts(dbPath, runId, cap.id, `${cap.id}#invocations`);
-  assert.equal(end.counter, 21, 'the code ran 20 times plus one retry of the call in flight');
+  assert.equal(end.counter, 20 + atCrash.counter - atCrash.answered, 'the code ran 20 times, plus a retry of the call whose effect outlived its lost answer');
   assert.equal(end.answered, 20);
   assert.deepEqual(end.started, []);
   const ccos = openCcos({ dataDir });

@@ -8,9 +8,11 @@
  * Must never: store a secret value; rewrite an existing action.
  *
  * Why seals rather than a signature per action: a signature costs ~70 µs here, a hash ~1 µs.
- * Every action is hash-linked; the node signs the chain head (a seal) at every pause, completion
- * and abort, and every SEAL_EVERY actions. Editing any sealed action breaks either the links or a
- * seal's signature, and re-signing needs the node's private key.
+ * Every action is hash-linked; the node signs the chain head (a seal) at every completion and
+ * abort, every SEAL_EVERY actions, when it closes, and within PAUSE_SEAL_DELAY_MS of a pause.
+ * Editing any sealed action breaks either the links or a seal's signature, and re-signing needs
+ * the node's private key. (A pause is sealed a moment later rather than at once so that a plan
+ * that asks and is answered in quick succession pays for one signature, not one per question.)
  */
 import { hash, randomUUID } from 'node:crypto';
 import { canonicalJson, type Json } from '../common/canonical.js';
@@ -35,6 +37,8 @@ export type ActionType = (typeof ACTION_TYPES)[number];
 export const INLINE_LIMIT = 4096;
 /** Seal the chain head at least this often. */
 export const SEAL_EVERY = 256;
+/** A pause is sealed at the latest this long after it (sooner if anything else seals). */
+export const PAUSE_SEAL_DELAY_MS = 50;
 
 export const GENESIS = '0'.repeat(64);
 
@@ -104,7 +108,11 @@ export class CausalChain {
   private readonly insert;
   private readonly head;
   private readonly insertBlob;
+  /** Actions this node appended since its last seal. */
   private sinceSeal = 0;
+  private sealTimer: NodeJS.Timeout | null = null;
+  /** The head as of `store.generation` (saves a query per append inside one transaction). */
+  private cachedHead: { generation: number; seq: number; hash: string } | null = null;
 
   constructor(
     private readonly store: SqliteStore,
@@ -123,7 +131,9 @@ export class CausalChain {
    * they describe; the head is read inside the transaction, so concurrent writers cannot fork it.
    */
   append(a: NewAction): Action {
-    const h = this.head.get() as { seq: number; hash: string } | undefined;
+    const generation = this.store.generation;
+    const cached = this.store.db.inTransaction && this.cachedHead?.generation === generation ? this.cachedHead : null;
+    const h = cached ?? (this.head.get() as { seq: number; hash: string } | undefined);
     const seq = (h?.seq ?? 0) + 1;
     const prevHash = h?.hash ?? GENESIS;
     const data = this.externalize(a.data ?? {});
@@ -146,12 +156,15 @@ export class CausalChain {
     const body = canonicalJson(bodyOf(action));
     action.hash = sha256(prevHash + body);
     this.insert.run(seq, action.id, action.parentId, action.runId, action.planId, action.intentId, JSON.stringify(action.stepPath), action.type, action.time, body, prevHash, action.hash);
+    this.cachedHead = { generation, seq, hash: action.hash };
     if (++this.sinceSeal >= SEAL_EVERY) this.seal();
     return action;
   }
 
   /** Signs the current head. Call inside a transaction (or alone). */
   seal(): void {
+    if (this.sealTimer) clearTimeout(this.sealTimer);
+    this.sealTimer = null;
     const h = this.head.get() as { seq: number; hash: string } | undefined;
     if (!h) return;
     const exists = this.store.stmt('SELECT 1 FROM seals WHERE seq = ?').get(h.seq);
@@ -160,6 +173,23 @@ export class CausalChain {
     const time = new Date().toISOString();
     const signature = this.key.sign(sealMessage(h.seq, h.hash));
     this.store.stmt('INSERT INTO seals (seq, head_hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)').run(h.seq, h.hash, time, this.key.id, signature);
+  }
+
+  /** Seals within PAUSE_SEAL_DELAY_MS (in its own transaction), unless something seals sooner. */
+  sealSoon(): void {
+    this.sealTimer ??= setTimeout(() => {
+      this.sealTimer = null;
+      try {
+        if (this.store.db.open) this.store.tx(() => this.seal());
+      } catch {
+        // The store is failing (disk full, closed under us): the next seal covers these actions.
+      }
+    }, PAUSE_SEAL_DELAY_MS).unref();
+  }
+
+  /** Seals if this node appended actions since its last seal (a node closing). */
+  sealIfUnsealed(): void {
+    if (this.sinceSeal > 0 || this.sealTimer) this.store.tx(() => this.seal());
   }
 
   /** Stores large values by content hash; the action keeps `{"$blob": "sha256:..."}`. */
@@ -220,6 +250,7 @@ export class CausalChain {
    */
   verify(): VerifyReport {
     try {
+      if (this.sealTimer) this.store.tx(() => this.seal()); // a pause of this node, sealed now rather than soon
       return this.verifyUnsafe();
     } catch (e) {
       throw translateSqliteError(e, this.store.dbPath);
@@ -262,12 +293,12 @@ export class CausalChain {
       if (problems.length >= 50) break;
     }
     for (const s of seals) if (s.seq >= expectedSeq) problems.push({ seq: s.seq, problem: 'a seal covers actions that are missing (deleted from the end of the chain)' });
-    // The node seals in the same transaction as every PlanCompleted/Paused/Aborted/Cancelled, so
-    // such an action after the last seal was not written by this node (forged, or its seals were
-    // removed to hide a rewrite).
+    // The node seals in the same transaction as every PlanCompleted/Aborted/Cancelled, so such an
+    // action after the last seal was not written by this node (forged, or its seals were removed
+    // to hide a rewrite). (PlanPaused is sealed a moment later: see PAUSE_SEAL_DELAY_MS.)
     const lastSeal = seals.length ? seals[seals.length - 1].seq : 0;
     const unsealedTerminal = this.store.db
-      .prepare(`SELECT seq, type FROM actions WHERE seq > ? AND type IN ('PlanCompleted','PlanPaused','PlanAborted','PlanCancelled') ORDER BY seq`)
+      .prepare(`SELECT seq, type FROM actions WHERE seq > ? AND type IN ('PlanCompleted','PlanAborted','PlanCancelled') ORDER BY seq`)
       .all(lastSeal) as { seq: number; type: string }[];
     for (const t of unsealedTerminal) problems.push({ seq: t.seq, problem: `${t.type} is not covered by a seal (appended without the node key, or seals were deleted)` });
     // Blobs are addressed by content: their bytes must still hash to their address.

@@ -231,13 +231,23 @@ export class Ccos {
   /** Stops what this node started (MCP server processes, connections) and closes the store. */
   async shutdown(): Promise<void> {
     for (const c of this.closers.splice(0)) await c();
-    this.store.close();
+    closeStore(this);
   }
 
   /** Closes the store (use `shutdown` when MCP servers may have been started). */
   close(): void {
     for (const c of this.closers.splice(0)) void c();
-    this.store.close();
+    closeStore(this);
+  }
+}
+
+/** Seals what a node appended (a pause may still be waiting for its seal), then closes its store. */
+function closeStore(ccos: Ccos): void {
+  if (!ccos.store.db.open) return;
+  try {
+    ccos.chain.sealIfUnsealed();
+  } finally {
+    ccos.store.close();
   }
 }
 

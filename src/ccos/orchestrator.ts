@@ -6,8 +6,16 @@
  * semantics (timeouts, retries with backoff, `:on-fail`), the journal of every answer given to a
  * machine, checkpoints `cp-<sha256>` at pauses and step boundaries, crash recovery (a completed
  * effect is never executed twice; an in-flight call is retried only if idempotent), and replay.
- * Must never: run a capability except through `Gate`; let a machine continue before the answer it
- * receives is durably journaled.
+ * Must never: run a capability except through `Gate`; start a non-idempotent effect, pause or end
+ * a run before every answer given so far is durably journaled (with strict durability: let a
+ * machine use an answer before it is on disk).
+ *
+ * Commits (see SqliteStore's group commit): with normal durability, answers and bookkeeping are
+ * written with `deferredTx`, and the commit that must happen anyway — the "started" mark of the
+ * next non-idempotent call, a pause, the end — carries them too. A crash loses at most what no
+ * effect outside the plan has depended on yet: pure work is redone, idempotent calls may run
+ * again, and a non-idempotent call whose result was lost is already marked started, so the run
+ * pauses for a person as for any call in flight at a crash.
  *
  * Resume = restore the latest checkpoint, then answer every request the (deterministic) machine
  * asks again from the journal, by request id. Only requests with no journaled answer do work.
@@ -137,10 +145,15 @@ export interface ActiveRun {
   /** `cancel` was called in this process while the run was being driven. */
   cancelRequested?: boolean;
   /**
-   * Results waiting to be written: calls answered together share one commit, made before the
-   * machine sees any of them.
+   * Results waiting to be written: calls answered together share one transaction, written before
+   * the machine sees any of them.
    */
   pendingWrites?: (() => void)[];
+  /**
+   * Started in this process and never paused: the journal holds nothing for it that this process
+   * did not just write, so requests are not looked up there (a fresh machine never asks twice).
+   */
+  fresh?: boolean;
 }
 
 /** A pause requested while answering (a person must act). */
@@ -246,7 +259,7 @@ export class Orchestrator {
     const now = new Date().toISOString();
     const machine = runtime.machine();
     if (opts.fuel !== undefined) machine.fuel = opts.fuel;
-    const run: ActiveRun = { runId, planId, intentId: opts.intentId ?? null, options: opts, runtime, machine };
+    const run: ActiveRun = { runId, planId, intentId: opts.intentId ?? null, options: opts, runtime, machine, fresh: true };
     runtime.runToCompletion(runtime.units[0].main); // defines `input`
     this.store.tx(() => {
       this.store.stmt('INSERT INTO runs (id, plan_id, intent_id, file, source, inputs, options, status, created, updated, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
@@ -281,7 +294,7 @@ export class Orchestrator {
     // The parked machine is exactly the checkpoint's state when nothing happened since the pause.
     const run = parked && parked.checkpoint === checkpoint && row.status === 'paused' ? parked.run : this.restore(row, checkpoint);
     run.resume = resumeOpts;
-    this.store.tx(() => {
+    this.store.deferredTx(() => {
       this.claim(row!);
       this.ctxAction(run, 'PlanResumed', [], { checkpoint, by: owner() });
       this.store.stmt("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), run.runId);
@@ -343,7 +356,7 @@ export class Orchestrator {
     const waiting = new Map<string, Json>();
     const flush = (): void => {
       const writes = run.pendingWrites?.splice(0) ?? [];
-      if (writes.length) this.store.tx(() => writes.forEach((w) => w()));
+      if (writes.length) this.store.deferredTx(() => writes.forEach((w) => w()));
     };
     // Before the run ends, every call already started must be answered (and so journaled).
     const settle = async (): Promise<void> => {
@@ -418,7 +431,7 @@ export class Orchestrator {
 
   /** The answer to one request: from the journal if it has one, else by doing the work. */
   private async answer(run: ActiveRun, req: HostRequest): Promise<Resolution | Pause> {
-    const j = this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined;
+    const j = run.fresh ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined);
     if (j?.status === 'answered') return decodeResolution(j.answer!, run.runtime);
     switch (req.kind) {
       case 'contract':
@@ -452,7 +465,7 @@ export class Orchestrator {
     const started = performance.now();
     const result = evaluateContract(run.runtime, req.fn, req.args, () => performance.now() - started > CONTRACT_TIME_LIMIT_MS);
     const outcome = 'error' in result ? 'error' : 'value' in result && truthy(result.value) ? 'passed' : 'failed';
-    this.store.tx(() => {
+    this.store.deferredTx(() => {
       const s = this.ctxAction(run, 'ContractCheckStarted', req.stepPath, { phase: req.phase, predicate, args: prStr(List(req.args)).slice(0, 2000) });
       this.ctxAction(run, 'ContractCheckCompleted', req.stepPath, clean({ phase: req.phase, predicate, outcome, error: 'error' in result ? (errorSummary(result.error) as unknown as Json) : undefined }) as Record<string, Json>, { parentId: s.id, durationMs: performance.now() - started });
       this.journal(run, req, 'answered', result);
@@ -463,7 +476,7 @@ export class Orchestrator {
   private stepStart(run: ActiveRun, req: HostRequest & { kind: 'step-start' }): Resolution {
     const answer: Resolution = { value: null };
     const primary = compensationOf(req.opts);
-    this.store.tx(() => {
+    this.store.deferredTx(() => {
       if (primary !== null) {
         const done = this.store.stmt("SELECT id FROM actions WHERE run_id = ? AND type = 'StepCompleted' AND json_extract(body, '$.data.name') = ? ORDER BY seq DESC LIMIT 1").get(run.runId, primary) as { id: string } | undefined;
         this.ctxAction(run, 'CompensationStarted', req.stepPath, { name: req.name, primary }, { parentId: done?.id ?? null });
@@ -500,7 +513,7 @@ export class Orchestrator {
     const primary = compensationOf(scope?.opts ?? null);
     if (req.outcome.ok) {
       const answer: Resolution = { value: req.outcome.value };
-      this.store.tx(() => {
+      this.store.deferredTx(() => {
         if (primary !== null) this.ctxAction(run, 'CompensationCompleted', req.stepPath, { name: req.name, primary, ok: true });
         else this.ctxAction(run, 'StepCompleted', req.stepPath, { name: req.name, value: prStr(req.outcome.ok ? req.outcome.value : null).slice(0, 2000) });
         this.journal(run, req, 'answered', answer);
@@ -519,7 +532,7 @@ export class Orchestrator {
     if (attempt < max && !unknownOutcome) {
       const answer: Resolution = { retry: true };
       const delay = backoff * 2 ** attempt;
-      this.store.tx(() => {
+      this.store.deferredTx(() => {
         this.ctxAction(run, 'StepRetrying', req.stepPath, { name: req.name, attempt: attempt + 1, of: max, backoff_ms: delay, error: errorSummary(error) as unknown as Json });
         this.journal(run, req, 'answered', answer);
       });
@@ -529,7 +542,7 @@ export class Orchestrator {
     const onFail = stepOpt(scope, 'on-fail');
     const cont = onFail instanceof Keyword && onFail.name === 'continue';
     const answer: Resolution = cont ? { value: null } : { error };
-    this.store.tx(() => {
+    this.store.deferredTx(() => {
       this.ctxAction(run, 'StepFailed', req.stepPath, { name: req.name, error: errorSummary(error) as unknown as Json, continued: cont });
       this.journal(run, req, 'answered', answer);
     });
@@ -547,7 +560,7 @@ export class Orchestrator {
           prior.capability === req.capability && prior.args_hash === h
             ? decodeResolution(prior.answer, run.runtime)
             : { error: new RtfsError('idempotency-conflict', `idempotency key "${key.key}" (${key.scope} scope) was already used for ${prior.capability} with other arguments`, req.pos, undefined, 'use a key derived from the arguments, or a new key for a new operation') };
-        this.store.tx(() => {
+        this.store.deferredTx(() => {
           this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { capability: req.capability, ok: true, result: prStr(answer.value), deduplicated: true, idempotency_key: key.key } : { capability: req.capability, ok: false, error: errorSummary((answer as { error: RtfsError }).error) as unknown as Json, idempotency_key: key.key });
           this.journal(run, req, 'answered', answer, req.capability, h);
         });
@@ -566,7 +579,7 @@ export class Orchestrator {
     };
     const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
       const sub = { ...req, id: `${req.id}/${subId}`, capability, args, meta: null };
-      const j = this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, sub.id) as JournalRow | undefined;
+      const j = run.fresh ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, sub.id) as JournalRow | undefined);
       const r = j?.status === 'answered' ? decodeResolution(j.answer!, run.runtime) : j?.status === 'started' ? await this.inFlightAfterCrash(run, sub, j) : await this.call(run, sub);
       if (isPause(r)) throw new CcosError('unsupported', `${capability} needs a person, which a capability's own calls cannot wait for`);
       if ('error' in r) throw r.error;
@@ -603,19 +616,19 @@ export class Orchestrator {
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, new Date().toISOString());
           };
-          // In the drive loop the write joins the batch committed before the answers are delivered;
-          // a nested call (inside an RTFS capability) is used at once, so it commits now.
+          // In the drive loop the write joins the batch written before the answers are delivered;
+          // a nested call (inside an RTFS capability) is used at once, so it is written now.
           if (groupCommit) (run.pendingWrites ??= []).push(write);
-          else this.store.tx(write);
+          else this.store.deferredTx(write);
         },
         denied: (error) => {
           const answer: Resolution = { error };
-          this.store.tx(() => this.journal(run, req, 'answered', answer, req.capability, h));
+          this.store.deferredTx(() => this.journal(run, req, 'answered', answer, req.capability, h));
           return answer;
         },
         waiting: (waiting) => {
           const forApproval = (waiting as { kind?: string }).kind === 'approval';
-          this.store.tx(() => {
+          this.store.deferredTx(() => {
             if (deferred) recordCall(deferred, req.stepPath); // the call is on the chain before the pause
             this.journal(run, req, forApproval ? 'waiting-approval' : 'waiting', null, req.capability, h);
           });
@@ -663,7 +676,7 @@ export class Orchestrator {
     const own = run.resume?.decisions?.[req.id];
     if (own && !('retry' in own)) {
       const answer: Resolution = 'fail' in own ? { error: new RtfsError('rejected', own.fail) } : { value: own.answer };
-      this.store.tx(() => {
+      this.store.deferredTx(() => {
         this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { capability: req.capability, ok: true, result: prStr(answer.value), answered_by: 'resume' } : { capability: req.capability, ok: false, error: (own as { fail: string }).fail, answered_by: 'resume' });
         this.journal(run, req, 'answered', answer, req.capability, j.args_hash ?? undefined);
       });
@@ -674,7 +687,7 @@ export class Orchestrator {
       return { pause: true, waiting: { kind: 'answer', capability: req.capability, request: req.id, args: prStr(List(req.args)) } };
     }
     const answer: Resolution = r.fail !== undefined ? { error: new RtfsError('rejected', r.fail) } : { value: r.answer! };
-    this.store.tx(() => {
+    this.store.deferredTx(() => {
       this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { capability: req.capability, ok: true, result: prStr(answer.value), answered_by: 'resume' } : { capability: req.capability, ok: false, error: r.fail!, answered_by: 'resume' });
       this.journal(run, req, 'answered', answer, req.capability, j.args_hash ?? undefined);
     });
@@ -690,7 +703,7 @@ export class Orchestrator {
   checkpoint(run: ActiveRun, reason: string): string {
     const state = JSON.stringify(saveMachine(run.runtime, run.machine));
     const id = `cp-${sha(state)}`;
-    this.store.tx(() => {
+    this.store.deferredTx(() => {
       this.store.stmt('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, new Date().toISOString(), reason, state);
       this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, new Date().toISOString(), run.runId);
       this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
@@ -699,11 +712,12 @@ export class Orchestrator {
   }
 
   private pause(run: ActiveRun, waiting: Json): RunResult {
+    run.fresh = false; // a parked machine asks its waiting requests again
     const cp = this.store.tx(() => {
       const id = this.checkpoint(run, 'pause');
       this.ctxAction(run, 'PlanPaused', [], { checkpoint: id, waiting });
       this.store.stmt("UPDATE runs SET status = 'paused', waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(waiting), new Date().toISOString(), run.runId);
-      this.chain.seal();
+      this.chain.sealSoon();
       return id;
     });
     // A resume in this process continues this very machine instead of restoring the checkpoint.

@@ -22,12 +22,22 @@ export function canonicalJson(v: unknown): string {
     case 'string':
       return JSON.stringify(v);
     case 'object': {
-      if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+      // Plain loops and concatenation: every chain action is encoded here, so this is hot.
+      if (Array.isArray(v)) {
+        let out = '[';
+        for (let i = 0; i < v.length; i++) out += (i > 0 ? ',' : '') + canonicalJson(v[i]);
+        return out + ']';
+      }
       const o = v as Record<string, unknown>;
-      const keys = Object.keys(o)
-        .filter((k) => o[k] !== undefined)
-        .sort();
-      return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+      const keys = Object.keys(o);
+      if (keys.length > 1) keys.sort();
+      let out = '{';
+      for (const k of keys) {
+        const x = o[k];
+        if (x === undefined) continue;
+        out += (out.length > 1 ? ',' : '') + JSON.stringify(k) + ':' + canonicalJson(x);
+      }
+      return out + '}';
     }
     default:
       throw new TypeError(`canonical JSON cannot encode a ${typeof v}`);

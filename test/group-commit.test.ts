@@ -1,0 +1,174 @@
+// Group commit: with normal durability, answers and bookkeeping wait in one open transaction and
+// ride on the next commit that must happen anyway. These tests look at the database through a
+// second connection (as another process, or the disk after a crash, would) to show what is
+// durable when, and that nothing a later effect depends on is ever left uncommitted.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { openCcos, type Ccos, type Durability } from '../src/ccos/index.js';
+import { SqliteStore } from '../src/ccos/store/sqlite.js';
+import { PAUSE_SEAL_DELAY_MS } from '../src/ccos/chain.js';
+
+function tempDir(t: { after: (fn: () => void) => void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-group-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A second, read-only connection: sees only what is committed. */
+function onDisk<T>(dataDir: string, fn: (db: Database.Database) => T): T {
+  const db = new Database(path.join(dataDir, 'ccos.db'), { readonly: true, fileMustExist: true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+function node(t: { after: (fn: () => void) => void }, durability: Durability = 'normal'): { ccos: Ccos; dataDir: string } {
+  const dataDir = tempDir(t);
+  const ccos = openCcos({ dataDir, workspaceRoot: dataDir, durability });
+  t.after(() => ccos.close());
+  return { ccos, dataDir };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('store: deferred writes are visible at once in-process, on disk only after a commit', (t) => {
+  const dir = tempDir(t);
+  const store = new SqliteStore(dir);
+  t.after(() => store.close());
+  const countOnDisk = (): number => onDisk(dir, (db) => db.prepare("SELECT COUNT(*) FROM state_kv WHERE key LIKE 'g/%'").pluck().get() as number);
+  const put = (k: string): void => void store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run(`g/${k}`, '1');
+
+  store.deferredTx(() => put('a'));
+  store.deferredTx(() => put('b'));
+  assert.equal(store.stmt("SELECT COUNT(*) FROM state_kv WHERE key LIKE 'g/%'").pluck().get(), 2, 'this connection reads its deferred writes');
+  assert.equal(countOnDisk(), 0, 'another connection does not see them yet');
+  const before = store.commits;
+  store.tx(() => put('c'));
+  assert.equal(store.commits, before + 1, 'one commit carried all three');
+  assert.equal(countOnDisk(), 3);
+});
+
+test('store: a failing transaction inside an open group rolls back only itself', (t) => {
+  const dir = tempDir(t);
+  const store = new SqliteStore(dir);
+  t.after(() => store.close());
+  store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('kept', '1'));
+  assert.throws(() =>
+    store.tx(() => {
+      store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('dropped', '1');
+      throw new Error('boom');
+    }),
+  );
+  store.commit();
+  const keys = onDisk(dir, (db) => db.prepare('SELECT key FROM state_kv ORDER BY key').pluck().all());
+  assert.deepEqual(keys, ['kept']);
+});
+
+test('store: deferred writes are committed by the group timer, and by close', async (t) => {
+  const dir = tempDir(t);
+  const store = new SqliteStore(dir);
+  store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('timer', '1'));
+  await sleep(30);
+  assert.equal(onDisk(dir, (db) => db.prepare("SELECT COUNT(*) FROM state_kv WHERE key = 'timer'").pluck().get()), 1, 'committed within the group window');
+  store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('close', '1'));
+  store.close();
+  assert.equal(onDisk(dir, (db) => db.prepare("SELECT COUNT(*) FROM state_kv WHERE key = 'close'").pluck().get()), 1, 'committed by close');
+});
+
+test('store: with strict durability nothing is deferred', (t) => {
+  const dir = tempDir(t);
+  const store = new SqliteStore(dir, { durability: 'strict' });
+  t.after(() => store.close());
+  const before = store.commits;
+  store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('s', '1'));
+  assert.equal(store.commits, before + 1);
+  assert.equal(onDisk(dir, (db) => db.prepare('SELECT COUNT(*) FROM state_kv').pluck().get()), 1);
+});
+
+test('a non-idempotent effect starts only once every earlier answer and its own start are on disk', async (t) => {
+  const { ccos, dataDir } = node(t);
+  const seen: { journaled: number; started: number }[] = [];
+  let runId = '';
+  ccos.subscribe((a) => {
+    if (a.type === 'PlanStarted') runId = a.runId!;
+  });
+  ccos.registerCapability({ id: 'test.idem', idempotent: true }, (args) => args[0]);
+  ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => {
+    // What a crash at this instant would leave: read from the file, not from this connection.
+    seen.push(
+      onDisk(dataDir, (db) => ({
+        journaled: db.prepare("SELECT COUNT(*) FROM journal WHERE run_id = ? AND status = 'answered' AND kind = 'call'").pluck().get(runId) as number,
+        started: db.prepare("SELECT COUNT(*) FROM journal WHERE run_id = ? AND status = 'started'").pluck().get(runId) as number,
+      })),
+    );
+    return args[0];
+  });
+  const r = await ccos.run('(loop [i 0] (if (< i 5) (do (call :test.idem i) (call :test.idem i) (call :test.effect i) (recur (inc i))) i))');
+  assert.equal(r.status, 'completed');
+  // Before the effect of round i: 3 calls per earlier round and this round's 2 idempotent ones.
+  assert.deepEqual(seen, [0, 1, 2, 3, 4].map((i) => ({ journaled: 3 * i + 2, started: 1 })));
+});
+
+test('normal durability: one commit per non-idempotent call, far fewer for idempotent ones; all on disk when run() returns', async (t) => {
+  const { ccos, dataDir } = node(t);
+  ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => args[0]);
+  ccos.registerCapability({ id: 'test.idem', idempotent: true }, (args) => args[0]);
+  for (const [cap, most] of [['test.effect', 1.1], ['test.idem', 0.5]] as const) {
+    const before = ccos.store.commits;
+    const r = await ccos.run(`(loop [i 0] (if (< i 100) (do (call :${cap} i) (recur (inc i))) i))`);
+    assert.equal(r.status, 'completed');
+    const perCall = (ccos.store.commits - before) / 100;
+    assert.ok(perCall <= most, `${cap}: ${perCall} commits per call`);
+    const onFile = onDisk(dataDir, (db) => ({
+      status: db.prepare('SELECT status FROM runs WHERE id = ?').pluck().get(r.runId),
+      results: db.prepare("SELECT COUNT(*) FROM actions WHERE run_id = ? AND type = 'CapabilityResult'").pluck().get(r.runId),
+      answered: db.prepare("SELECT COUNT(*) FROM journal WHERE run_id = ? AND status = 'answered'").pluck().get(r.runId),
+    }));
+    assert.deepEqual(onFile, { status: 'completed', results: 100, answered: 100 });
+  }
+});
+
+test('strict durability: every answer is on disk before the plan uses it', async (t) => {
+  const { ccos, dataDir } = node(t, 'strict');
+  let runId = '';
+  ccos.subscribe((a) => {
+    if (a.type === 'PlanStarted') runId = a.runId!;
+  });
+  const seen: number[] = [];
+  ccos.registerCapability({ id: 'test.idem', idempotent: true }, (args) => {
+    seen.push(onDisk(dataDir, (db) => db.prepare("SELECT COUNT(*) FROM journal WHERE run_id = ? AND status = 'answered'").pluck().get(runId) as number));
+    return args[0];
+  });
+  const r = await ccos.run('(loop [i 0] (if (< i 4) (do (call :test.idem i) (recur (inc i))) i))');
+  assert.equal(r.status, 'completed');
+  assert.deepEqual(seen, [0, 1, 2, 3]);
+});
+
+test('a pause is sealed soon after, and the chain verifies from another process meanwhile and after', async (t) => {
+  const { ccos, dataDir } = node(t);
+  const r = await ccos.run('(call :ccos.user.ask "ok?")');
+  assert.equal(r.status, 'paused');
+  const sealedOnDisk = (): boolean =>
+    onDisk(dataDir, (db) => {
+      const paused = db.prepare("SELECT seq FROM actions WHERE run_id = ? AND type = 'PlanPaused'").pluck().get(r.runId) as number;
+      return (db.prepare('SELECT MAX(seq) FROM seals').pluck().get() as number | null ?? 0) >= paused;
+    });
+  assert.equal(sealedOnDisk(), false, 'not signed in the pause transaction');
+  await sleep(PAUSE_SEAL_DELAY_MS + 100);
+  assert.equal(sealedOnDisk(), true, `signed within ${PAUSE_SEAL_DELAY_MS} ms`);
+  const other = openCcos({ dataDir, mustExist: true });
+  try {
+    assert.equal(other.verifyChain().ok, true);
+  } finally {
+    other.close();
+  }
+  const resumed = await ccos.resume(r.runId, { answer: 'yes' });
+  assert.equal(resumed.status, 'completed');
+  assert.equal(ccos.verifyChain().ok, true);
+});
