@@ -92,6 +92,8 @@ export function matchesPattern(pattern: string, id: string): boolean {
 export class Gate {
   private readonly interceptors: Interceptor[];
   private readonly extra: Interceptor[] = [];
+  /** The composed chain, built once per change of `extra` rather than per call. */
+  private chain: ((call: GateCall) => Promise<GateVerdict>) | null = null;
 
   constructor(
     private readonly registry: CapabilityRegistry,
@@ -139,6 +141,7 @@ export class Gate {
   /** Adds an interceptor after the built-in ones (governance plugs in here). */
   use(i: Interceptor): void {
     this.extra.push(i);
+    this.chain = null;
   }
 
   manifest(id: string): CapabilityManifest | undefined {
@@ -152,7 +155,8 @@ export class Gate {
 
   /** Takes one call through the gate and, if allowed, runs it. */
   async call<P>(call: GateCall, hooks: GateHooks<P>): Promise<{ value: Value } | { error: ErrorValue | RtfsError } | P> {
-    const verdict = await compose([...this.interceptors, ...this.extra])(call);
+    this.chain ??= compose([...this.interceptors, ...this.extra]);
+    const verdict = await this.chain(call);
     const req = call.request;
     if (!verdict.allow) {
       hooks.beforeEffect(verdict.decision, req.stepPath);
@@ -166,7 +170,7 @@ export class Gate {
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     try {
-      const ctx = this.context(call, cap.manifest, controller.signal);
+      const ctx = this.context(call, cap.manifest, controller);
       const pending = cap.provider.invoke(req.args, ctx);
       // A synchronous provider has already finished; only a pending one needs a time limit.
       const rawResult = !(pending instanceof Promise)
@@ -216,9 +220,13 @@ export class Gate {
     return limit;
   }
 
-  private context(call: GateCall, manifest: CapabilityManifest, signal: AbortSignal): CallContext {
+  private context(call: GateCall, manifest: CapabilityManifest, controller: AbortController): CallContext {
     const req = call.request;
     return {
+      // Made only when a provider asks: most never do, and a signal costs more than the call.
+      get signal() {
+        return controller.signal;
+      },
       runId: call.run.runId,
       planId: call.run.planId,
       intentId: call.run.intentId,
@@ -228,7 +236,6 @@ export class Gate {
       store: this.store,
       workspaceRoot: this.settings.workspaceRoot,
       allowedHosts: this.settings.allowedHosts,
-      signal,
       call: (capability, args, subId) => (call.nested ? call.nested(capability, args, subId) : Promise.reject(new CcosError('unsupported', 'nested calls are not available here'))),
       secret: (name) => {
         // A provider reads only the secrets its manifest declares.

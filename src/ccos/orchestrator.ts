@@ -168,7 +168,9 @@ const isPause = (x: Resolution | Pause): x is Pause => (x as Pause).pause === tr
 const CONTRACT_TIME_LIMIT_MS = 1000;
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
-const owner = (): string => `${process.pid}@${os.hostname()}`;
+/** This process, as run leases name it (computed once: `os.hostname()` is a system call). */
+const OWNER = `${process.pid}@${os.hostname()}`;
+const owner = (): string => OWNER;
 
 /** Answers serialized into the journal (exact RTFS encoding). */
 function encodeResolution(r: Resolution): string {
@@ -699,23 +701,26 @@ export class Orchestrator {
   // -----------------------------------------------------------------------------------------------
   // Checkpoints and endings
 
-  /** Saves the machine (suspended, requests pending) as `cp-<sha256>`; returns the id. */
-  checkpoint(run: ActiveRun, reason: string): string {
+  /**
+   * Saves the machine (suspended, requests pending) as `cp-<sha256>`; returns the id and size.
+   * Recorded as CheckpointCreated unless the caller's own action names it (PlanPaused does).
+   */
+  checkpoint(run: ActiveRun, reason: string, record = true): { id: string; bytes: number } {
     const state = JSON.stringify(saveMachine(run.runtime, run.machine));
     const id = `cp-${sha(state)}`;
     this.store.deferredTx(() => {
       this.store.stmt('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, new Date().toISOString(), reason, state);
       this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, new Date().toISOString(), run.runId);
-      this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
+      if (record) this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
     });
-    return id;
+    return { id, bytes: state.length };
   }
 
   private pause(run: ActiveRun, waiting: Json): RunResult {
     run.fresh = false; // a parked machine asks its waiting requests again
     const cp = this.store.tx(() => {
-      const id = this.checkpoint(run, 'pause');
-      this.ctxAction(run, 'PlanPaused', [], { checkpoint: id, waiting });
+      const { id, bytes } = this.checkpoint(run, 'pause', false);
+      this.ctxAction(run, 'PlanPaused', [], { checkpoint: id, checkpoint_bytes: bytes, waiting });
       this.store.stmt("UPDATE runs SET status = 'paused', waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(waiting), new Date().toISOString(), run.runId);
       this.chain.sealSoon();
       return id;

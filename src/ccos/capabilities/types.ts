@@ -115,6 +115,10 @@ export class PauseRun extends Error {
   constructor(
     readonly waiting: { kind: string; prompt?: string; [k: string]: Json | undefined },
   ) {
+    // A signal, not a failure: no stack trace to capture (that would cost more than the pause).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(`paused: ${waiting.kind}`);
+    Error.stackTraceLimit = limit;
   }
 }
