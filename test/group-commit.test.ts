@@ -172,3 +172,26 @@ test('a pause is sealed soon after, and the chain verifies from another process 
   assert.equal(resumed.status, 'completed');
   assert.equal(ccos.verifyChain().ok, true);
 });
+
+for (const durability of ['normal', 'strict'] as const) {
+  test(`${durability}: the "started" marks of a step.parallel share one commit, on disk before any of its effects`, async (t) => {
+    const { ccos, dataDir } = node(t, durability);
+    let runId = '';
+    ccos.subscribe((a) => {
+      if (a.type === 'PlanStarted') runId = a.runId!;
+    });
+    const startedOnDisk: number[] = [];
+    ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => {
+      startedOnDisk.push(onDisk(dataDir, (db) => db.prepare("SELECT COUNT(*) FROM journal WHERE run_id = ? AND kind = 'call' AND status IN ('started', 'answered')").pluck().get(runId) as number));
+      return args[0];
+    });
+    const branches = Array.from({ length: 5 }, (_, b) => `(call :test.effect [i ${b}])`).join(' ');
+    const before = ccos.store.commits;
+    const r = await ccos.run(`(loop [i 0] (if (< i 4) (do (step.parallel ${branches}) (recur (inc i))) i))`);
+    assert.equal(r.status, 'completed');
+    // Round i: the 5 calls of every earlier round and this round's 5 marks are durable at each effect.
+    assert.deepEqual(startedOnDisk, [0, 1, 2, 3].flatMap((i) => Array(5).fill(5 * i + 5)));
+    const perCall = (ccos.store.commits - before) / 20;
+    assert.ok(perCall <= 0.5, `${perCall} commits per call`);
+  });
+}

@@ -59,8 +59,11 @@ export function compose(interceptors: readonly Interceptor[]): (call: GateCall) 
 
 /** How the gate reports to the orchestrator (which owns the journal and transactions). */
 export interface GateHooks<P> {
-  /** Records the decision (and, if allowed, the call) durably; returns the CapabilityCall action. */
-  beforeEffect(decision: Decision, stepPath: readonly string[]): Action | undefined;
+  /**
+   * Records the decision (and, if allowed, the call) durably; returns the CapabilityCall action,
+   * or a promise of it when the record becomes durable a moment later (the effect waits for it).
+   */
+  beforeEffect(decision: Decision, stepPath: readonly string[]): Action | undefined | Promise<Action | undefined>;
   /** Records the result durably before the plan sees it. */
   afterEffect(callAction: Action | undefined, result: { value: Value; costUsd?: number; tokens?: number } | { error: ErrorValue | RtfsError }, durationMs: number): void;
   /** A denied call: its error becomes the plan's answer. */
@@ -164,7 +167,8 @@ export class Gate {
     }
     const cap = call.capability!;
     const allowed = call.allowedBy ?? { rule: 'gate.default', rationale: 'registered, arguments valid, not denied' };
-    const callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: allowed.rule, rationale: allowed.rationale }, req.stepPath);
+    let callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: allowed.rule, rationale: allowed.rationale }, req.stepPath);
+    if (callAction instanceof Promise) callAction = await callAction;
     const started = performance.now();
     const limit = this.timeoutFor(call, cap.manifest);
     const controller = new AbortController();

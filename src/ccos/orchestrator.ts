@@ -220,6 +220,8 @@ export class Orchestrator {
   private readonly active = new Map<string, ActiveRun>();
   /** Steps whose profile has been recorded (run id | step path). */
   private readonly profiled = new Set<string>();
+  /** The commit shared by the calls that start together (see `commitBarrier`). */
+  private barrier: Promise<void> | null = null;
   /** Runs this process paused, with the checkpoint they paused at (their machines are current). */
   private readonly parked = new Map<string, { run: ActiveRun; checkpoint: string }>();
 
@@ -395,10 +397,10 @@ export class Orchestrator {
       if (out.status === 'out-of-fuel') return this.finishFailed(run, new RtfsError('fuel-exhausted', 'the plan ran out of fuel (a runaway loop or recursion?)', undefined, undefined, 'raise the fuel limit with --fuel, or fix the loop'));
       // Every request not yet being answered starts now; each answer is delivered as soon as it
       // arrives, so a branch of step.parallel never waits for a sibling's unrelated call.
-      for (const r of out.requests) {
-        if (inflight.has(r.id) || waiting.has(r.id)) continue;
+      const starting = out.requests.filter((r) => !inflight.has(r.id) && !waiting.has(r.id));
+      for (const r of starting) {
         const id = r.id;
-        inflight.set(id, this.answer(run, r).then(
+        inflight.set(id, this.answer(run, r, starting.length > 1).then(
           (res) => (done.set(id, res), { id, res }),
           (e: unknown) => {
             const res = { error: asError(e) } as Resolution;
@@ -432,7 +434,8 @@ export class Orchestrator {
   }
 
   /** The answer to one request: from the journal if it has one, else by doing the work. */
-  private async answer(run: ActiveRun, req: HostRequest): Promise<Resolution | Pause> {
+  /** `together`: other requests start in the same turn (their "started" marks share a commit). */
+  private async answer(run: ActiveRun, req: HostRequest, together = false): Promise<Resolution | Pause> {
     const j = run.fresh ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined);
     if (j?.status === 'answered') return decodeResolution(j.answer!, run.runtime);
     switch (req.kind) {
@@ -445,9 +448,9 @@ export class Orchestrator {
       case 'call':
         if (j?.status === 'started') return this.inFlightAfterCrash(run, req, j, true);
         // Waiting for an approval: ask the gate again (it may have been granted meanwhile).
-        if (j?.status === 'waiting-approval') return this.call(run, req, false, true);
+        if (j?.status === 'waiting-approval') return this.call(run, req, false, true, together);
         if (j?.status === 'waiting') return this.answerWaiting(run, req, j);
-        return this.call(run, req, false, true);
+        return this.call(run, req, false, true, together);
     }
   }
 
@@ -552,7 +555,7 @@ export class Orchestrator {
   }
 
   /** A governed capability call: gate, journal before the effect, result journaled before use. */
-  private async call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false, groupCommit = false): Promise<Resolution | Pause> {
+  private async call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false, groupCommit = false, together = false): Promise<Resolution | Pause> {
     const h = argsHash(req.capability, req.args);
     const key = idempotencyKey(run, req);
     if (key) {
@@ -598,6 +601,12 @@ export class Orchestrator {
             deferred = decision;
             return undefined;
           }
+          // Calls starting together (a step.parallel) share the commit of their "started" marks,
+          // made before any of their effects begins.
+          if (together && decision.decision === 'allow') {
+            const action = this.store.deferredTx(() => recordCall(decision, stepPath), { evenIfStrict: true });
+            return this.commitBarrier().then(() => action);
+          }
           return this.store.tx(() => recordCall(decision, stepPath));
         },
         afterEffect: (callAction, result, durationMs) => {
@@ -639,6 +648,25 @@ export class Orchestrator {
       },
     );
     return outcome;
+  }
+
+  /**
+   * Resolves once everything written so far is committed: by one commit, after every call that
+   * started in this turn of the event loop has written its "started" mark.
+   */
+  private commitBarrier(): Promise<void> {
+    this.barrier ??= new Promise<void>((resolve, reject) =>
+      setImmediate(() => {
+        this.barrier = null;
+        try {
+          this.store.commit();
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      }),
+    );
+    return this.barrier;
   }
 
   /**

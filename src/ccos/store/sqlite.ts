@@ -160,11 +160,12 @@ export class SqliteStore {
 
   /**
    * Like `tx`, but with normal durability the commit may wait (see the header): for records whose
-   * loss in a crash is no worse than crashing just before them. With strict durability: `tx`.
+   * loss in a crash is no worse than crashing just before them. With strict durability: `tx`,
+   * unless `evenIfStrict`: the caller then commits (`commit`) before anything depends on it.
    */
-  deferredTx<T>(fn: () => T): T {
+  deferredTx<T>(fn: () => T, opts: { evenIfStrict?: boolean } = {}): T {
     if (this.depth > 0 || (!this.groupOpen && this.db.inTransaction)) return fn();
-    if (!this.groupCommit) return this.tx(fn);
+    if (!this.groupCommit && !opts.evenIfStrict) return this.tx(fn);
     const out = this.body(fn);
     if (++this.groupWrites >= GROUP_MAX_WRITES || performance.now() - this.groupSince >= GROUP_MAX_MS) this.commit();
     else this.groupTimer ??= setTimeout(() => this.commitFromTimer(), GROUP_MAX_MS).unref();
