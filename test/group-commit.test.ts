@@ -195,3 +195,45 @@ for (const durability of ['normal', 'strict'] as const) {
     assert.ok(perCall <= 0.5, `${perCall} commits per call`);
   });
 }
+
+test('disk full mid-run: a clear error, the chain verifies, and once there is room the run resumes with every effect exactly once', async (t) => {
+  const { ccos } = node(t);
+  const db = ccos.store.db;
+  const effects: number[] = [];
+  ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => {
+    effects.push((args[0] as { get(i: number): number }).get(0));
+    return args[0];
+  });
+  // The "disk" fills up once the run is under way: SQLite may grow the file by only a few pages.
+  ccos.registerCapability({ id: 'test.fill', idempotent: true }, () => {
+    db.pragma(`max_page_count = ${(db.pragma('page_count', { simple: true }) as number) + 3}`);
+    return null;
+  });
+  const plan = '(do (call :test.fill) (loop [i 0] (if (< i 50) (do (call :test.effect [i (apply str (repeat 3000 "x"))]) (recur (inc i))) i)))';
+  // The run stops: paused if the pause itself could still be written, else with the error (and
+  // then it is left as after a crash). Either way nothing is half-written.
+  try {
+    const first = await ccos.run(plan);
+    assert.equal(first.status, 'paused');
+    assert.equal((first.waiting as { kind: string }).kind, 'store-failure');
+    assert.match((first.waiting as { error: string }).error, /is full/);
+  } catch (e) {
+    assert.equal((e as { code?: string }).code, 'disk-full', String(e));
+    assert.match((e as Error).message, /is full/);
+  }
+  const ran = effects.length;
+  assert.ok(ran >= 1 && ran < 50, `stopped part-way (${ran} effects)`);
+  db.pragma('max_page_count = 1073741823'); // room again
+  assert.equal(ccos.verifyChain().ok, true, 'nothing half-written');
+  const [run] = ccos.runs();
+  // The effect whose result was not saved is in doubt: the run asks, and is told what happened.
+  let r = await ccos.resume(run.id);
+  while (r.status === 'paused') {
+    const waiting = r.waiting as { kind: string; request: string };
+    assert.equal(waiting.kind, 'outcome-unknown');
+    r = await ccos.resume(run.id, { answer: 'it ran' });
+  }
+  assert.equal(r.status, 'completed');
+  assert.deepEqual([...effects].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i), 'every effect ran exactly once');
+  assert.equal(ccos.verifyChain().ok, true);
+});

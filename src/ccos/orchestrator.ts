@@ -56,7 +56,7 @@ import { CcosError } from './errors.js';
 import { redact } from './redact.js';
 import { deriveStepProfile } from './providers/sandbox.js';
 import type { Decision, Gate } from './gate.js';
-import type { SqliteStore } from './store/sqlite.js';
+import { isStoreFailure, type SqliteStore } from './store/sqlite.js';
 import { PauseRun } from './capabilities/types.js';
 
 export type RunStatus = 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
@@ -358,6 +358,7 @@ export class Orchestrator {
     const inflight = new Map<string, Promise<{ id: string; res: Resolution | Pause }>>();
     const done = new Map<string, Resolution | Pause>();
     const waiting = new Map<string, Json>();
+    let storeFailure: CcosError | null = null;
     const flush = (): void => {
       const writes = run.pendingWrites?.splice(0) ?? [];
       if (writes.length) this.store.deferredTx(() => writes.forEach((w) => w()));
@@ -403,6 +404,8 @@ export class Orchestrator {
         inflight.set(id, this.answer(run, r, starting.length > 1).then(
           (res) => (done.set(id, res), { id, res }),
           (e: unknown) => {
+            // A failing store (disk full, I/O) is not the call's answer: the run stops instead.
+            if (isStoreFailure(e)) storeFailure ??= e as CcosError;
             const res = { error: asError(e) } as Resolution;
             done.set(id, res);
             return { id, res };
@@ -421,6 +424,10 @@ export class Orchestrator {
       const batch = [...done];
       done.clear();
       for (const [id] of batch) inflight.delete(id);
+      if (storeFailure) {
+        await settle();
+        return this.stopForStore(run, storeFailure);
+      }
       flush();
       const pending = new Set(run.machine.pending().map((p) => p.id));
       const ready: { id: string; resolution: Resolution }[] = [];
@@ -433,8 +440,10 @@ export class Orchestrator {
     }
   }
 
-  /** The answer to one request: from the journal if it has one, else by doing the work. */
-  /** `together`: other requests start in the same turn (their "started" marks share a commit). */
+  /**
+   * The answer to one request: from the journal if it has one, else by doing the work.
+   * `together`: other requests start in the same turn (their "started" marks share a commit).
+   */
   private async answer(run: ActiveRun, req: HostRequest, together = false): Promise<Resolution | Pause> {
     const j = run.fresh ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined);
     if (j?.status === 'answered') return decodeResolution(j.answer!, run.runtime);
@@ -742,6 +751,19 @@ export class Orchestrator {
       if (record) this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
     });
     return { id, bytes: state.length };
+  }
+
+  /**
+   * The store failed while answering (disk full, I/O error): the run pauses where it is, if that
+   * can be recorded, and the request that failed is asked again on resume; if even the pause
+   * cannot be written, the error goes up and the run is left as after a crash (resumable).
+   */
+  private stopForStore(run: ActiveRun, e: CcosError): RunResult {
+    try {
+      return this.pause(run, { kind: 'store-failure', error: e.message, hint: e.hint ?? 'fix the storage problem, then `ccos resume RUN`' });
+    } catch {
+      throw e;
+    }
   }
 
   private pause(run: ActiveRun, waiting: Json): RunResult {

@@ -223,6 +223,9 @@ export class SqliteStore {
         this.stmt('ROLLBACK TO body').run();
         this.stmt('RELEASE body').run();
       } else if (this.db.inTransaction) this.stmt('ROLLBACK').run();
+      // After a full disk or an I/O error SQLite may roll back the whole transaction itself: the
+      // deferred writes went with it, as in a crash (the caller's error says why).
+      if (!this.db.inTransaction) this.groupOpen = false;
       throw translateSqliteError(e, this.dbPath);
     } finally {
       this.depth--;
@@ -257,9 +260,14 @@ export class SqliteStore {
   }
 }
 
-/** The open group transaction was rolled back under us (an I/O or disk-full error in a statement). */
+/** An error of the storage itself (full, locked, corrupt, rolled back), not of what was being stored. */
+export function isStoreFailure(e: unknown): boolean {
+  return e instanceof CcosError && (e.code === 'disk-full' || e.code === 'data-dir' || e.code === 'store');
+}
+
+/** The open group transaction was rolled back under us (by SQLite, after an error elsewhere). */
 function lostGroup(dbPath: string): CcosError {
-  return new CcosError('disk-full', `writes to ${dbPath} were rolled back by SQLite after an I/O error; the last few records of the running plans were not saved`, { hint: 'check the disk, then `ccos resume` the run: it continues from its last durable record' });
+  return new CcosError('store', `SQLite rolled back writes to ${dbPath} that were not yet committed; the last few records of the running plans were not saved`, { hint: 'check the disk, then `ccos resume` the run: it continues from its last durable record' });
 }
 
 /** Turns SQLite failures into errors that say what happened and what to do. */
