@@ -78,6 +78,7 @@ export function describeWaiting(waiting: unknown): string[] {
     return [`an answer${q ? ` to ${q}` : ''}${cap}`];
   }
   if (w.kind === 'outcome-unknown') return [`the outcome of an interrupted call${cap}: did it take effect?`];
+  if (w.kind === 'store-failure') return [`the data store: ${str(w.error)}`];
   if (w.kind === 'approval') return [`approval ${str(w.approval)}${cap}: ${typeof w.needs === 'string' ? w.needs : 'an approval'}${typeof w.rule === 'string' ? ` (rule ${w.rule})` : ''}`];
   return [`${String(w.kind ?? 'something')}${cap}${typeof w.prompt === 'string' ? `: ${w.prompt}` : ''}`];
 }

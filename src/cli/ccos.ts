@@ -745,6 +745,7 @@ function resumeCommand(c: Ctx, r: RunResult): string {
   const kinds = fmt!.waitingKinds(r.waiting);
   const base = `ccos resume ${r.runId}${dataDirArgs(c)}`;
   if (kinds.includes('outcome-unknown')) return `${base} --retry-unknown   (or --answer VALUE, or --fail MESSAGE)`;
+  if (kinds.includes('store-failure')) return `${base}   (once the storage problem is fixed)`;
   if (kinds.length > 0 && kinds.every((k) => k === 'approval')) {
     const ids = fmt!.approvalIds(r.waiting);
     return `ccos approve ${ids.length === 1 ? ids[0] : 'ID'} --as NAME${dataDirArgs(c)} --resume   (or, once approved: ${base})`;
