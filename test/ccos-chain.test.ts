@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { canonicalJson } from '../src/common/canonical.js';
+import fc from 'fast-check';
+import { canonicalJson, type Json } from '../src/common/canonical.js';
 import { openCcos, type VerifyReport } from '../src/ccos/index.js';
 import { prStr, readOne } from '../src/rtfs/index.js';
 
@@ -417,3 +418,32 @@ test(
     }
   },
 );
+
+test('property: every appended action body is canonical JSON of what list() reads back, large values as blobs', async (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-chain-prop-'));
+  const ccos = openCcos({ dataDir });
+  t.after(() => {
+    ccos.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  const json = fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>;
+  const data = fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(json, fc.string({ minLength: 4000, maxLength: 5000 })), { maxKeys: 5 });
+  fc.assert(
+    fc.property(data, fc.option(fc.double({ noNaN: true, noDefaultInfinity: true, min: 0, max: 1e6 }), { nil: undefined }), fc.array(fc.string({ maxLength: 6 }), { maxLength: 3 }), (d, cost, step) => {
+      const a = ccos.store.tx(() => ccos.chain.append({ type: 'CapabilityResult', runId: 'run-p', stepPath: step, data: d as Record<string, Json>, costUsd: cost }));
+      const row = ccos.store.db.prepare('SELECT body FROM actions WHERE seq = ?').get(a.seq) as { body: string };
+      assert.equal(canonicalJson(JSON.parse(row.body)), row.body);
+      const back = ccos.chain.list({ runId: 'run-p' }).at(-1)!;
+      assert.equal(back.seq, a.seq);
+      assert.equal(canonicalJson(back.data), canonicalJson(a.data));
+      for (const [k, v] of Object.entries(d)) {
+        if (v === undefined) continue;
+        const stored = a.data[k] as { $blob?: string };
+        if (canonicalJson(v as Json).length > 4096) assert.equal(canonicalJson(ccos.chain.blob(stored.$blob!) as Json), canonicalJson(v as Json));
+        else assert.equal(canonicalJson(stored as Json), canonicalJson(v as Json));
+      }
+    }),
+    { numRuns: 150 },
+  );
+  assert.equal(ccos.verifyChain().ok, true);
+});

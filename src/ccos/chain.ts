@@ -136,7 +136,7 @@ export class CausalChain {
     const h = cached ?? (this.head.get() as { seq: number; hash: string } | undefined);
     const seq = (h?.seq ?? 0) + 1;
     const prevHash = h?.hash ?? GENESIS;
-    const data = this.externalize(a.data ?? {});
+    const { data, text: dataText } = this.externalize(a.data ?? {});
     const action: Action = {
       seq,
       id: `act-${randomUUID()}`,
@@ -153,7 +153,7 @@ export class CausalChain {
     };
     if (a.costUsd !== undefined) action.costUsd = a.costUsd;
     if (a.durationMs !== undefined) action.durationMs = Math.round(a.durationMs * 1000) / 1000;
-    const body = canonicalJson(bodyOf(action));
+    const body = bodyText(action, dataText);
     action.hash = sha256(prevHash + body);
     this.insert.run(seq, action.id, action.parentId, action.runId, action.planId, action.intentId, JSON.stringify(action.stepPath), action.type, action.time, body, prevHash, action.hash);
     this.cachedHead = { generation, seq, hash: action.hash };
@@ -192,24 +192,28 @@ export class CausalChain {
     if (this.sinceSeal > 0 || this.sealTimer) this.store.tx(() => this.seal());
   }
 
-  /** Stores large values by content hash; the action keeps `{"$blob": "sha256:..."}`. */
-  private externalize(data: Record<string, Json>): Record<string, Json> {
+  /**
+   * Stores large values by content hash (the action keeps `{"$blob": "sha256:..."}`); returns the
+   * data as stored and its canonical text (each value is encoded once, to measure and to hash).
+   */
+  private externalize(data: Record<string, Json>): { data: Record<string, Json>; text: string } {
     const out: Record<string, Json> = {};
-    for (const [k, v] of Object.entries(data)) {
+    const keys = Object.keys(data).sort();
+    let text = '{';
+    for (const k of keys) {
+      let v = data[k];
       if (v === undefined) continue;
-      // Short scalars are inline by definition; only measure what could be large.
-      if (v === null || typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v.length < INLINE_LIMIT / 6)) {
-        out[k] = v;
-        continue;
+      let t = canonicalJson(v);
+      if (t.length > INLINE_LIMIT) {
+        const hash = `sha256:${sha256(t)}`;
+        this.insertBlob.run(hash, t);
+        v = { $blob: hash, bytes: t.length, summary: t.slice(0, 200) };
+        t = canonicalJson(v);
       }
-      const text = canonicalJson(v);
-      if (text.length > INLINE_LIMIT) {
-        const hash = `sha256:${sha256(text)}`;
-        this.insertBlob.run(hash, text);
-        out[k] = { $blob: hash, bytes: text.length, summary: text.slice(0, 200) };
-      } else out[k] = v;
+      out[k] = v;
+      text += (text.length > 1 ? ',' : '') + JSON.stringify(k) + ':' + t;
     }
-    return out;
+    return { data: out, text: text + '}' };
   }
 
   /** A stored blob's JSON. */
@@ -315,15 +319,23 @@ function sealMessage(seq: number, hash: string): string {
 }
 
 /** The hashed body: everything but the hash itself. */
-function bodyOf(a: Action): Record<string, Json> {
-  const b: Record<string, Json> = { seq: a.seq, id: a.id, type: a.type, time: a.time, step: a.stepPath, data: a.data };
-  if (a.parentId) b.parent = a.parentId;
-  if (a.runId) b.run = a.runId;
-  if (a.planId) b.plan = a.planId;
-  if (a.intentId) b.intent = a.intentId;
-  if (a.costUsd !== undefined) b.cost_usd = a.costUsd;
-  if (a.durationMs !== undefined) b.duration_ms = a.durationMs;
-  return b;
+/**
+ * The canonical body of an action, written out in canonical key order (cost_usd, data,
+ * duration_ms, id, intent, parent, plan, run, seq, step, time, type) rather than built as an
+ * object and sorted: equal to canonicalJson of that object, and every action goes through here.
+ */
+function bodyText(a: Action, dataText: string): string {
+  const J = JSON.stringify;
+  let b = '{';
+  if (a.costUsd !== undefined) b += `"cost_usd":${canonicalJson(a.costUsd)},`;
+  b += `"data":${dataText}`;
+  if (a.durationMs !== undefined) b += `,"duration_ms":${canonicalJson(a.durationMs)}`;
+  b += `,"id":${J(a.id)}`;
+  if (a.intentId) b += `,"intent":${J(a.intentId)}`;
+  if (a.parentId) b += `,"parent":${J(a.parentId)}`;
+  if (a.planId) b += `,"plan":${J(a.planId)}`;
+  if (a.runId) b += `,"run":${J(a.runId)}`;
+  return `${b},"seq":${a.seq},"step":${canonicalJson(a.stepPath)},"time":${J(a.time)},"type":${J(a.type)}}`;
 }
 
 function rowToAction(r: ActionRow): Action {
