@@ -121,7 +121,7 @@ function openNode(label: string, durability: Durability): CcosNode {
     effects.work++;
     return args[0];
   });
-  // The same, declared idempotent: decision, call and result are written in one commit.
+  // The same, declared idempotent: decision, call and result are written together, group-committed.
   ccos.registerCapability({ id: 'bench.work-idem', idempotent: true }, (args) => {
     effects.idem++;
     return args[0];
@@ -499,7 +499,9 @@ export async function runCcosBench(): Promise<number> {
     const strictPar = steps.get('ccos.strict.par')!.perOp;
     const askRatio = lgAsk / asks.get('ccos.normal.ask')!.perOp;
     console.log('\nTargets');
-    console.log(`  governed calls vs LangGraph steps: ${(lgStep / normalCall).toFixed(1)}× non-idempotent, ${(lgStep / normalIdem).toFixed(1)}× idempotent (target ≥ 20×) — ${verdict(lgStep / normalCall >= 20)}`);
+    // Each kind of call gets its own verdict: a non-idempotent call commits before its effect
+    // (LangGraph has no such write); an idempotent one is group-committed, like LangGraph's default.
+    console.log(`  governed calls vs LangGraph steps (target ≥ 20×): idempotent ${(lgStep / normalIdem).toFixed(1)}× — ${verdict(lgStep / normalIdem >= 20)}; non-idempotent ${(lgStep / normalCall).toFixed(1)}× — ${verdict(lgStep / normalCall >= 20)}`);
     console.log(`  pause → resume vs LangGraph: ${askRatio.toFixed(1)}× (target ≥ 10×) — ${verdict(askRatio >= 10)}`);
     console.log(`  chain verification: ${(verifyRate / 1000).toFixed(0)}k actions/s (target ≥ 200k) — ${verdict(verifyRate >= 200_000)}`);
     console.log(`  strict governed call: ${us(strictCall)} µs non-idempotent, ${us(strictIdem)} µs idempotent (target ≤ 400 µs) — ${verdict(strictCall <= 0.4)}`);
