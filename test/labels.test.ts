@@ -211,3 +211,20 @@ test('property: values and labels agree between fast path, interpreter and saved
     { numRuns: 150 },
   );
 });
+
+test('a run cancelled between start and run (a region open at its root) fails with :cancelled', () => {
+  const rt = createRuntime();
+  rt.runToCompletion(rt.load(DEFS, 'defs.rtfs').main);
+  const m = rt.machine();
+  m.jit = false; // the interpreter: start leaves the region open for run
+  m.labelsActive = true;
+  m.start(rt.findCell('sum-to')!.value as Closure, [lab(100, 'pii')]);
+  m.cancel();
+  const out = m.run();
+  assert.equal(out.status, 'error');
+  assert.equal(out.status === 'error' && out.error.type.name, 'cancelled');
+  // start drops the region the failed run left behind.
+  m.start(rt.findCell('sum-to')!.value as Closure, [lab(10, 'pii')]);
+  const again = m.run();
+  assert.equal(again.status === 'complete' && show(again.value), show(lab(45, 'pii')));
+});

@@ -2,7 +2,8 @@
  * The fast path: pure function arities compiled from bytecode to JavaScript.
  *
  * Owns: deciding which arities may run as generated JS (no host call, step, plan scope, fork or
- * try in their code), generating that JS, and the `Bail` signal.
+ * try in their code) and which are pure for the machine's label regions (`isPureArity`: that, and
+ * no `def`), generating that JS (an unlabeled and a labels-mode variant), and the `Bail` signal.
  * Must never: change what a program observes. Generated code is *optimistic*: whenever it meets
  * anything it does not handle — a callee that is not compiled, an error, fuel running out, the JS
  * stack running out — it throws `BAIL`, and the machine re-runs the same call in the interpreter

@@ -172,8 +172,8 @@ export interface SagaEntry {
  * arguments, propagating per value (as the fast path does when it bails). Everything undone was
  * pure, so nothing observable is lost. Calls inside a region with labeled arguments (from a
  * global, a free variable, a collection) add their labels to the region instead of opening
- * another. A region never outlives `runFiber` (or the `start` before the first `run`): it is not
- * part of the saved state.
+ * another. No region is open when `run` returns a suspension or runs out of fuel (it is aborted
+ * first), so regions are not part of the saved state (`start` may leave one open for `run`).
  */
 interface Region {
   /** Index of the call's frame (frames.length when it returns). */
