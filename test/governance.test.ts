@@ -905,6 +905,26 @@ test('labels: a declassifier (declassifies [pii]) clears :pii; its output may go
   assert.deepEqual(seen[1], ['confidential']);
 });
 
+test('labels: a declassifier reached through a pure-looking function still clears :pii (its label region is aborted at the call)', async (t) => {
+  const { ccos, sink, seen } = labelled(t);
+  const r = await ccos.run('(defn redact [s] (call :pii.redact s)) (defn tidy [s] (str "<" (redact s) ">")) (let [safe (tidy (call :pii.get))] (call :probe safe) (call :public.post safe))');
+  assert.equal(r.status, 'completed', JSON.stringify(r.error));
+  assert.equal(sink.n, 1);
+  assert.deepEqual(seen, [[]]);
+});
+
+test('labels: a pure function labels its result with its arguments\' labels, also through control flow; the gate sees them', async (t) => {
+  const { ccos, sink, seen } = labelled(t);
+  // The result has one * per character of the address: it reveals the address's length.
+  const stars = '(defn stars [s] (loop [i 0 acc ""] (if (< i (count s)) (recur (inc i) (str acc "*")) acc)))';
+  const r = await ccos.run(`${stars} (let [x (call :pii.get)] (call :probe (stars x)) (call :probe (stars "abc")) (call :public.post (stars x)))`);
+  assertDenied(ccos, r, 'label-denied', 'labels.flow');
+  assert.deepEqual(seen, [['pii'], []]);
+  // A function that makes the call itself passes its labeled argument to the gate as before.
+  assertDenied(ccos, await ccos.run('(defn post [s] (call :public.post (str "to " s))) (post (call :pii.get))'), 'label-denied', 'labels.flow');
+  assert.equal(sink.n, 0);
+});
+
 const FLOWS: [string, string][] = [
   ['let', '(let [x (call :pii.get) y x] (call :probe y))'],
   ['str', '(let [x (call :pii.get)] (call :probe (str "mailto:" x)))'],

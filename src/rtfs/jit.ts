@@ -2,12 +2,21 @@
  * The fast path: pure function arities compiled from bytecode to JavaScript.
  *
  * Owns: deciding which arities may run as generated JS (no host call, step, plan scope, fork or
- * try in their code), generating that JS, and the `Bail` signal.
+ * try in their code) and which are pure for the machine's label regions (`isPureArity`: that, and
+ * no `def`), generating that JS (an unlabeled and a labels-mode variant), and the `Bail` signal.
  * Must never: change what a program observes. Generated code is *optimistic*: whenever it meets
  * anything it does not handle — a callee that is not compiled, an error, fuel running out, the JS
  * stack running out — it throws `BAIL`, and the machine re-runs the same call in the interpreter
  * with the fuel it had before. That is safe only because the code is pure: re-running it has no
  * effect and gives the same result, error position and fuel use as the interpreter alone.
+ *
+ * Labels: once labels are active (see `Machine.labelsActive`) the machine uses a second variant of
+ * each arity, compiled lazily (`jitL`), and only for calls none of whose arguments is labeled
+ * (a pure call's labeled arguments are stripped first: see the machine's label regions). That
+ * variant must never pass a `Labeled` value on silently: it bails on any it meets — a global or
+ * free variable, a builtin's result, a lookup in callable data, an element spread by `apply` —
+ * and on `def`, so that the interpreter propagates labels (or aborts the region) exactly as it
+ * would without the fast path. The unlabeled variant pays nothing for this.
  */
 import { Op, type Arity, type ClosureSpec, type Proto, Box } from './code.js';
 import { Closure, IMap, ISet, Keyword, Labeled, List, RList, EMPTY_MAP, intResult, isFn, valueEquals, type Builtin, type Value } from './values.js';
@@ -23,11 +32,16 @@ export interface FuelHolder {
   fuel: number;
 }
 
-/** Arities gain two fields for the fast path. */
+/** Arities gain fields for the fast path (and for label regions, which share its purity rule). */
 export interface JitState {
   /** undefined: not tried yet; null: not compilable (or bailed too often); else the function. */
   jit?: JitFn | null;
   bails?: number;
+  /** The labels-mode variant (bails on any labeled value), with its own bail count. */
+  jitL?: JitFn | null;
+  bailsL?: number;
+  /** Whether the arity's own code is pure (see `isPureArity`); computed on first use. */
+  pure?: boolean;
 }
 
 /** After this many bails at one entry point the arity stays interpreted (prevents quadratic re-runs). */
@@ -51,23 +65,52 @@ function selectArity(proto: Proto, n: number): (Arity & JitState) | undefined {
   return undefined;
 }
 
+/**
+ * Whether an arity's own code is pure: what the fast path accepts, and no `def` (a global written
+ * from inside a label region would keep a value whose labels the region stripped). The machine
+ * opens label regions only at calls of such arities.
+ */
+export function isPureArity(ar: Arity & JitState): boolean {
+  if (ar.pure !== undefined) return ar.pure;
+  let pure = true;
+  const ops = ar.ops;
+  for (let pc = 0; pc < ops.length && pure; pc += width(ops[pc])) pure = !UNSUPPORTED.has(ops[pc]) && ops[pc] !== Op.DEF;
+  ar.pure = pure;
+  return pure;
+}
+
 /** Returns the compiled function of an arity, compiling it on first use (null when it can't be). */
 export function ensureJit(ar: Arity & JitState): JitFn | null {
   if (ar.jit !== undefined) return ar.jit;
-  let fn: JitFn | null = null;
+  ar.jit = tryCompile(ar, false);
+  return ar.jit;
+}
+
+/** The labels-mode variant of `ensureJit`. */
+export function ensureJitL(ar: Arity & JitState): JitFn | null {
+  if (ar.jitL !== undefined) return ar.jitL;
+  ar.jitL = tryCompile(ar, true);
+  return ar.jitL;
+}
+
+function tryCompile(ar: Arity, labels: boolean): JitFn | null {
   try {
-    fn = compileArity(ar);
+    return compileArity(ar, labels);
   } catch {
-    fn = null;
+    return null;
   }
-  ar.jit = fn;
-  return fn;
 }
 
 /** Records a bail at an entry point; after MAX_BAILS the arity stays interpreted. */
 export function noteBail(ar: Arity & JitState): void {
   ar.bails = (ar.bails ?? 0) + 1;
   if (ar.bails >= MAX_BAILS) ar.jit = null;
+}
+
+/** The labels-mode variant of `noteBail` (bails on labeled data do not disable the other variant). */
+export function noteBailL(ar: Arity & JitState): void {
+  ar.bailsL = (ar.bailsL ?? 0) + 1;
+  if (ar.bailsL >= MAX_BAILS) ar.jitL = null;
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -97,15 +140,9 @@ function callGeneric(m: FuelHolder, f: Value, args: Value[]): Value {
   if (isFn(f)) {
     const b = f as Builtin;
     if (b.special === 'apply') {
-      // (apply f a [b c]) → (f a b c); the interpreter charges one unit of fuel for both.
-      const last = args.length >= 2 ? args[args.length - 1] : undefined;
-      let spread: Value[];
-      if (last === null) spread = [];
-      else if (last instanceof RList) spread = last.toArray();
-      else if (List.isList(last) || ISet.isSet(last)) spread = (last as List<Value>).toArray();
-      else throw BAIL;
+      // The interpreter charges one unit of fuel for apply and the call it makes.
       m.fuel++;
-      return callGeneric(m, args[0], [...args.slice(1, -1), ...spread]);
+      return callGeneric(m, args[0], applyArgs(args));
     }
     if (b.special || args.length < b.minArity || args.length > b.maxArity) throw BAIL;
     return b.fn(args);
@@ -126,16 +163,53 @@ function callGeneric(m: FuelHolder, f: Value, args: Value[]): Value {
   throw BAIL;
 }
 
+/** (apply f a [b c]) → the arguments (a b c) of f. */
+function applyArgs(args: Value[]): Value[] {
+  const last = args.length >= 2 ? args[args.length - 1] : undefined;
+  let spread: Value[];
+  if (last === null) spread = [];
+  else if (last instanceof RList) spread = last.toArray();
+  else if (List.isList(last) || ISet.isSet(last)) spread = (last as List<Value>).toArray();
+  else throw BAIL;
+  return [...args.slice(1, -1), ...spread];
+}
+
+/**
+ * `callGeneric` for the labels-mode variant: closures run their labels-mode code, and a labeled
+ * value coming back from a builtin or callable data, or spread by `apply`, bails.
+ */
+function callGenericL(m: FuelHolder, f: Value, args: Value[]): Value {
+  if (f instanceof Closure) {
+    if (--m.fuel < 0) throw BAIL;
+    const ar = selectArity(f.code as Proto, args.length);
+    if (ar === undefined) throw BAIL;
+    const j = ar.jitL === undefined ? ensureJitL(ar) : ar.jitL;
+    if (!j) throw BAIL;
+    if (ar.variadic) return j(m, f, args);
+    return args.length === 1 ? j(m, f, args[0]) : args.length === 2 ? j(m, f, args[0], args[1]) : j(m, f, ...args);
+  }
+  if (isFn(f) && (f as Builtin).special === 'apply') {
+    if (--m.fuel < 0) throw BAIL;
+    const spread = applyArgs(args);
+    for (let i = 0; i < spread.length; i++) if (spread[i] instanceof Labeled) throw BAIL;
+    m.fuel++;
+    return callGenericL(m, args[0], spread);
+  }
+  const r = callGeneric(m, f, args);
+  if (r instanceof Labeled) throw BAIL;
+  return r;
+}
+
 function callBuiltin2(_m: FuelHolder, b: Builtin, a: Value, c: Value): Value {
   return b.fn([a, c]);
 }
 
-const RT = { BAIL, Closure, List, ISet, RList, EMPTY_MAP, Box, intResult, valueEquals, callGeneric, callBuiltin2, selectArity, ensureJit };
+const RT = { BAIL, Closure, Labeled, List, ISet, RList, EMPTY_MAP, Box, intResult, valueEquals, callGeneric, callGenericL, callBuiltin2 };
 
 // -------------------------------------------------------------------------------------------------
 // Code generation
 
-function compileArity(ar: Arity): JitFn | null {
+function compileArity(ar: Arity, labels: boolean): JitFn | null {
   const ops = ar.ops;
   // Reject what the fast path does not handle, and find basic-block leaders.
   const leaders = new Set<number>([0]);
@@ -197,6 +271,9 @@ function compileArity(ar: Arity): JitFn | null {
     }
   }
   const o: string[] = [];
+  const call = labels ? 'RT.callGenericL' : 'RT.callGeneric';
+  // In labels mode, a value loaded from outside the call (global, free variable) may be labeled.
+  const guard = (slot: string): string => (labels ? `if(${slot} instanceof RT.Labeled)throw RT.BAIL;` : '');
   const np = ar.nparams;
   const params = ar.variadic ? ['A'] : Array.from({ length: np }, (_, i) => `a${i}`);
   const locals = Array.from({ length: ar.nlocals }, (_, i) => `l${i}`);
@@ -233,7 +310,7 @@ function compileArity(ar: Arity): JitFn | null {
         o.push(`l${a}=${top};`);
         break;
       case Op.FREE:
-        o.push(`${push}=c.free[${a}];`);
+        o.push(`${push}=c.free[${a}];${guard(push)}`);
         selfSlots.delete(d);
         break;
       case Op.SELF:
@@ -241,11 +318,12 @@ function compileArity(ar: Arity): JitFn | null {
         selfSlots.add(d);
         break;
       case Op.GLOBAL:
-        o.push(`if(!K[${a}].defined)throw RT.BAIL;${push}=K[${a}].value;`);
+        o.push(`if(!K[${a}].defined)throw RT.BAIL;${push}=K[${a}].value;${guard(push)}`);
         selfSlots.delete(d);
         break;
       case Op.DEF:
-        o.push(`K[${a}].value=${top};K[${a}].defined=true;`);
+        // In labels mode the interpreter decides (a `def` inside a label region aborts it).
+        o.push(labels ? 'throw RT.BAIL;' : `K[${a}].value=${top};K[${a}].defined=true;`);
         break;
       case Op.POP:
         break;
@@ -262,7 +340,7 @@ function compileArity(ar: Arity): JitFn | null {
         if (selfSlots.has(calleeSlot) && !ar.variadic && a === np) {
           o.push(`if(--M.fuel<0)throw RT.BAIL;s${calleeSlot}=self(M,c${args.map((x) => ',' + x).join('')});`);
         } else {
-          o.push(`s${calleeSlot}=RT.callGeneric(M,s${calleeSlot},[${args.join(',')}]);`);
+          o.push(`s${calleeSlot}=${call}(M,s${calleeSlot},[${args.join(',')}]);`);
         }
         selfSlots.delete(calleeSlot);
         break;
@@ -339,10 +417,10 @@ function compileArity(ar: Arity): JitFn | null {
         break;
       }
       case Op.INC:
-        o.push(`${top}=(typeof ${top}==='number'&&${top}<9007199254740991)?${top}+1:RT.callGeneric(M,B['inc'],[${top}]);`);
+        o.push(`${top}=(typeof ${top}==='number'&&${top}<9007199254740991)?${top}+1:${call}(M,B['inc'],[${top}]);`);
         break;
       case Op.DEC:
-        o.push(`${top}=(typeof ${top}==='number'&&${top}>-9007199254740991)?${top}-1:RT.callGeneric(M,B['dec'],[${top}]);`);
+        o.push(`${top}=(typeof ${top}==='number'&&${top}>-9007199254740991)?${top}-1:${call}(M,B['dec'],[${top}]);`);
         break;
       default:
         return null;

@@ -5,11 +5,14 @@
  * `step.parallel`, fuel, error raising and handling, and the host boundary: every `call`, step
  * entry/exit and compensation registration suspends the machine with a `HostRequest`; the host
  * answers with `resume`. Machine state is plain data (see `serialize.ts`).
+ * Also owns label propagation (once `labelsActive`): per value through builtins, and coarsely
+ * through label regions at pure calls (see `Region`).
  * Must never: perform an effect, read the clock, import `node:*`. The machine never decides
- * anything about a capability: it only asks.
+ * anything about a capability: it only asks. Never suspend, or let an error out of a pure call,
+ * while a label region is open (it is aborted first).
  */
 import { Box, Cell, Op, type Arity, type ClosureSpec, type Proto } from './code.js';
-import { ensureJit, noteBail, type JitState } from './jit.js';
+import { ensureJit, ensureJitL, isPureArity, noteBail, noteBailL, type JitState } from './jit.js';
 import { prStr } from './printer.js';
 import {
   Closure,
@@ -158,6 +161,37 @@ export interface SagaEntry {
   readonly thunk: Value;
 }
 
+/**
+ * A label region: a call of a pure arity whose labeled arguments (or labeled callee) were
+ * unwrapped, so that it runs on plain values (on the fast path when it can) and its result gets
+ * the union of their labels. This over-approximates per-value propagation on purpose: it also
+ * covers what the arguments decide through control flow (a labeled loop bound labels the sum).
+ * It is sound only while the call stays pure, so anything else — a host call, a step, plan, saga,
+ * contract or fork op, a `def`, fuel running out, an error leaving the call — aborts the region:
+ * the fiber goes back to the call with the fuel it had then and re-runs it with its labeled
+ * arguments, propagating per value (as the fast path does when it bails). Everything undone was
+ * pure, so nothing observable is lost. Calls inside a region with labeled arguments (from a
+ * global, a free variable, a collection) add their labels to the region instead of opening
+ * another. No region is open when `run` returns a suspension or runs out of fuel (it is aborted
+ * first), so regions are not part of the saved state (`start` may leave one open for `run`).
+ */
+interface Region {
+  /** Index of the call's frame (frames.length when it returns). */
+  readonly depth: number;
+  /** Stack index of the callee slot. */
+  readonly base: number;
+  readonly handlerDepth: number;
+  readonly fuel: number;
+  /** The call as it was: callee and arguments, labels included (for the re-run). */
+  readonly call: Value[];
+  readonly labels: Set<string>;
+}
+
+/** Internal: thrown by the run loop where the open label region must be aborted. */
+const ABORT_REGION = { abortRegion: true } as const;
+/** Internal: the same, because fuel ran out (the re-run keeps the region's labels). */
+const REGION_OUT_OF_FUEL = { abortRegion: true, fuel: true } as const;
+
 /** Default limits; hosts override them per run. */
 export const DEFAULT_MAX_DEPTH = 1_000_000;
 
@@ -210,6 +244,10 @@ export class Machine {
   jit = true;
   /** Sequence number of the last host request (request ids are deterministic). */
   requestSeq = 0;
+  /** The open label region (at most one: calls inside it join it). */
+  private region: Region | null = null;
+  /** A region decided by `labeledCall` that opens once its frame is entered. */
+  private opening: { call: Value[]; labels: Set<string> } | null = null;
 
   constructor(readonly env: MachineEnv) {}
 
@@ -218,7 +256,20 @@ export class Machine {
     const f = new Fiber(0, -1);
     this.fibers = new Map([[0, f]]);
     this.nextFiberId = 1;
+    this.region = null;
     f.stack.push(closure, ...args);
+    if (this.labelsActive) {
+      const arity = selectArity(closure.code as Proto, args.length) as Arity & JitState;
+      if (arity !== undefined && this.labeledCall(f, args.length, arity, closure)) {
+        f.result = f.stack[0];
+        f.stack = [];
+        f.status = 'done';
+        return;
+      }
+      this.enterClosure(f, closure, args.length);
+      this.openRegion(f);
+      return;
+    }
     this.enterClosure(f, closure, args.length);
     this.tryFastStart(f, closure, args);
   }
@@ -226,7 +277,7 @@ export class Machine {
   /** Pure code that is started directly (a unit's top level) may also take the fast path. */
   private tryFastStart(f: Fiber, closure: Closure, args: Value[]): void {
     const arity = f.frames[0].arity as Arity & JitState;
-    if (this.labelsActive || !this.jit || arity.jit === null) return;
+    if (!this.jit || arity.jit === null) return;
     const j = arity.jit === undefined ? ensureJit(arity) : arity.jit;
     if (!j) return;
     const fuelBefore = this.fuel;
@@ -390,6 +441,87 @@ export class Machine {
   }
 
   /**
+   * A closure call while labels are active, with callee and arguments on top of the stack. Decides
+   * the call's label region: a labeled callee or argument opens one when the arity is pure (the
+   * stack slots are unwrapped, `opening` holds the original call), or joins the open region; an
+   * impure arity runs with its labeled values (per-value propagation). Then runs the call on the
+   * labels-mode fast path if no labeled value is left: true when it completed there (the result,
+   * labeled by a new region, replaces callee and arguments); false when the interpreter must
+   * enter it (then call `openRegion` once the frame is pushed).
+   */
+  private labeledCall(f: Fiber, nargs: number, arity: Arity & JitState, closure: Closure): boolean {
+    const stack = f.stack;
+    const base = stack.length - nargs;
+    let labels: Set<string> | null = null;
+    for (let i = base - 1; i < stack.length; i++) {
+      const v = stack[i];
+      if (v instanceof Labeled) {
+        labels ??= new Set();
+        for (const l of v.labels) labels.add(l);
+      }
+    }
+    if (labels !== null) {
+      if (this.region === null && !isPureArity(arity)) return false;
+      const call = stack.slice(base - 1);
+      stack[base - 1] = closure;
+      for (let i = base; i < stack.length; i++) stack[i] = unlabel(stack[i]);
+      if (this.region !== null) for (const l of labels) this.region.labels.add(l);
+      else this.opening = { call, labels };
+    }
+    if (!this.jit || arity.jitL === null) return false;
+    const j = arity.jitL === undefined ? ensureJitL(arity) : arity.jitL;
+    if (!j) return false;
+    const fuelBefore = this.fuel;
+    let result: Value;
+    try {
+      if (arity.variadic) result = j(this, closure, stack.slice(base));
+      else if (nargs === 1) result = j(this, closure, stack[base]);
+      else result = j(this, closure, ...stack.slice(base));
+    } catch {
+      this.fuel = fuelBefore;
+      noteBailL(arity);
+      return false;
+    }
+    stack.length = base - 1;
+    if (this.opening !== null) {
+      result = withLabels(result, this.opening.labels);
+      this.opening = null;
+    }
+    stack.push(result);
+    return true;
+  }
+
+  /** Opens the region `labeledCall` decided, at the frame just entered. */
+  private openRegion(f: Fiber): void {
+    const o = this.opening;
+    if (o === null) return;
+    this.opening = null;
+    const depth = f.frames.length - 1;
+    this.region = { depth, base: f.frames[depth].bp - 1, handlerDepth: f.handlers.length, fuel: this.fuel, call: o.call, labels: o.labels };
+  }
+
+  /**
+   * Aborts the open region: back to its call, with the fuel it had then, re-entered with its
+   * labeled arguments (no region this time: per-value propagation from here on).
+   * When fuel ran out (`interrupted`), nothing impure happened: the call is merely suspended
+   * halfway, so the re-run keeps the region's labels for its result, by calling the function
+   * labeled with them (a labeled function labels what it returns; being on the stack, this
+   * survives a saved state). Without it, an interrupted run would lose what the region covers
+   * beyond per-value propagation (e.g. a labeled loop bound).
+   */
+  private abortRegion(f: Fiber, interrupted: boolean): void {
+    const r = this.region!;
+    this.region = null;
+    f.frames.length = r.depth;
+    f.handlers.length = r.handlerDepth;
+    f.stack.length = r.base;
+    for (const v of r.call) f.stack.push(v);
+    if (interrupted) f.stack[r.base] = withLabels(r.call[0], r.labels);
+    this.fuel = r.fuel;
+    this.enterClosure(f, unlabel(r.call[0]) as Closure, r.call.length - 1);
+  }
+
+  /**
    * Runs one fiber until it blocks, finishes or fails. Returns false when fuel ran out (the
    * fiber stays ready and consistent: adding fuel and calling `run` continues it).
    */
@@ -460,6 +592,7 @@ export class Machine {
               break;
             }
             case Op.DEF: {
+              if (this.region !== null) throw ABORT_REGION;
               const cell = consts[ops[pc++]] as Cell;
               cell.value = stack[stack.length - 1];
               cell.defined = true;
@@ -471,6 +604,7 @@ export class Machine {
             case Op.JUMP: {
               const target = ops[pc];
               if (target < pc && --this.fuel < 0) {
+                if (this.region !== null) throw REGION_OUT_OF_FUEL;
                 this.fuel = 0;
                 pc = opStart;
                 save();
@@ -490,10 +624,17 @@ export class Machine {
               const tail = ops[opStart] === Op.TAILCALL;
               let nargs = ops[pc++];
               if (--this.fuel < 0) {
+                if (this.region !== null) throw REGION_OUT_OF_FUEL;
                 this.fuel = 0;
                 pc = opStart;
                 save();
                 return false;
+              }
+              if (tail && this.labelsActive && stack[bp - 1] instanceof Labeled) {
+                // This frame's result is to carry the labels of its (labeled) function: the call
+                // that will produce that result in its place gets them.
+                const k = stack.length - nargs - 1;
+                stack[k] = withLabels(stack[k], (stack[bp - 1] as Labeled).labels);
               }
               for (;;) {
                 let callee = stack[stack.length - nargs - 1];
@@ -502,7 +643,9 @@ export class Machine {
                   const proto = callee.code as Proto;
                   const arity = selectArity(proto, nargs) as Arity & JitState;
                   if (arity === undefined) throw arityError(proto, nargs, posHere());
-                  if (arity.jit !== null && this.jit && !this.labelsActive) {
+                  if (this.labelsActive) {
+                    if (this.labeledCall(f, nargs, arity, callee)) break;
+                  } else if (arity.jit !== null && this.jit) {
                     // The fast path; on any bail the same call runs below, in the interpreter.
                     const j = arity.jit === undefined ? ensureJit(arity) : arity.jit;
                     if (j) {
@@ -537,9 +680,11 @@ export class Machine {
                     f.frames.pop();
                   } else save();
                   if (f.frames.length >= this.maxDepth) {
+                    this.opening = null;
                     throw new RtfsError('stack-overflow', `recursion deeper than ${this.maxDepth} calls (in ${proto.name ?? 'an anonymous function'})`, posHere(), undefined, 'look for recursion without a base case, or use loop/recur');
                   }
                   this.enterClosure(f, callee, nargs);
+                  this.openRegion(f);
                   load();
                   break;
                 }
@@ -550,28 +695,41 @@ export class Machine {
                   let spread = seqToArray(unlabel(last), 'apply');
                   // A labeled collection lends its labels to every element it spreads.
                   if (last instanceof Labeled) spread = spread.map((x) => new Labeled(unlabel(x), x instanceof Labeled ? new Set([...x.labels, ...last.labels]) : last.labels));
-                  stack.splice(stack.length - nargs, 1);
+                  const k = stack.length - nargs;
+                  const applied = stack[k];
+                  stack.splice(k, 1);
+                  // A labeled apply (see TAILCALL) passes its labels on to the function it applies.
+                  if (applied instanceof Labeled) stack[k] = withLabels(stack[k], applied.labels);
                   for (const x of spread) stack.push(x);
                   nargs = nargs - 2 + spread.length;
                   continue;
                 }
                 const args = stack.splice(stack.length - nargs, nargs);
-                stack.pop();
+                const held = stack.pop();
                 let result: Value;
                 if (isFn(callee)) {
                   const b = callee as Builtin;
                   if (nargs < b.minArity || nargs > b.maxArity) throw builtinArityError(b, nargs, posHere());
                   result = this.labelsActive ? callLabeled(b, args) : b.fn(args);
                 } else result = applyData(callee, args, posHere());
-                stack.push(result);
+                // A labeled builtin or callable data (a map looked up in) labels what it returns.
+                stack.push(held instanceof Labeled ? withLabels(result, held.labels) : result);
                 break;
               }
               break;
             }
             case Op.RETURN: {
-              const result = stack.pop()!;
+              let result: Value = stack.pop()!;
+              const held = stack[bp - 1];
               stack.length = bp - 1;
               f.frames.pop();
+              // A labeled function labels what it returns (also how an interrupted region's labels
+              // reach its result, see `abortRegion`).
+              if (held instanceof Labeled) result = withLabels(result, held.labels);
+              if (this.region !== null && f.frames.length === this.region.depth) {
+                result = withLabels(result, this.region.labels);
+                this.region = null;
+              }
               if (f.frames.length === 0) {
                 f.result = result;
                 f.status = 'done';
@@ -611,6 +769,7 @@ export class Machine {
               break;
             }
             case Op.HOST: {
+              if (this.region !== null) throw ABORT_REGION;
               const n = ops[pc++];
               const args = stack.splice(stack.length - n, n);
               const capV = unlabel(stack.pop()!);
@@ -646,6 +805,7 @@ export class Machine {
               throw new Raise(new ErrorValue(`thrown: ${prStr(v)}`, EMPTY_MAP.set(kw('value'), v), kw('thrown'), posHere()));
             }
             case Op.STEP_ENTER: {
+              if (this.region !== null) throw ABORT_REGION;
               const meta = stack.pop()!;
               const opts = stack.pop()!;
               const nameV = stack.pop()!;
@@ -667,6 +827,7 @@ export class Machine {
               return true;
             }
             case Op.STEP_EXIT: {
+              if (this.region !== null) throw ABORT_REGION;
               const value = stack.pop()!;
               const scope = f.scopes[f.scopes.length - 1];
               f.request = {
@@ -684,6 +845,7 @@ export class Machine {
               return true;
             }
             case Op.STEP_FAIL: {
+              if (this.region !== null) throw ABORT_REGION;
               const error = stack.pop() as unknown as ErrorValue;
               const scope = f.scopes[f.scopes.length - 1];
               f.request = {
@@ -701,6 +863,7 @@ export class Machine {
               return true;
             }
             case Op.PLAN_ENTER: {
+              if (this.region !== null) throw ABORT_REGION;
               const meta = stack.pop()!;
               const scopeKind = ops[pc++] === 1 ? 'saga' : 'plan';
               const name = IMap.isMap(meta) ? (meta as RMap).get(kw('name')) : null;
@@ -708,9 +871,11 @@ export class Machine {
               break;
             }
             case Op.PLAN_EXIT:
+              if (this.region !== null) throw ABORT_REGION;
               f.scopes.pop();
               break;
             case Op.FORK: {
+              if (this.region !== null) throw ABORT_REGION;
               const n = ops[pc++];
               f.onBranchFail = ops[pc++] === 1 ? 'cancel' : 'await';
               const thunks = stack.splice(stack.length - n, n) as Closure[];
@@ -728,20 +893,24 @@ export class Machine {
               return true;
             }
             case Op.SAGA_PUSH: {
+              if (this.region !== null) throw ABORT_REGION;
               const thunk = stack.pop()!;
               const primary = stack.pop()!;
               f.sagas.push({ primary: typeof primary === 'string' ? primary : prStr(primary), thunk });
               break;
             }
             case Op.SAGA_MARK:
+              if (this.region !== null) throw ABORT_REGION;
               stack.push(f.sagas.length);
               break;
             case Op.SAGA_NEXT: {
+              if (this.region !== null) throw ABORT_REGION;
               const mark = stack.pop() as number;
               stack.push(f.sagas.length > mark ? f.sagas.pop()!.thunk : null);
               break;
             }
             case Op.CONTRACT: {
+              if (this.region !== null) throw ABORT_REGION;
               const args = stack.pop()!;
               const fn = stack.pop()!;
               const phase = stack.pop() as 'pre' | 'post' | 'invariant';
@@ -839,9 +1008,15 @@ export class Machine {
           }
         }
       } catch (e) {
-        const err = e instanceof Raise ? e.error : toErrorValue(e, posHere());
-        save();
-        if (!this.unwind(f, err)) return true;
+        if (this.region !== null && (e === ABORT_REGION || e === REGION_OUT_OF_FUEL || f.handlers.length <= this.region.handlerDepth)) {
+          // Something impure, fuel running out, or an error that would leave the region: re-run
+          // its call per value (where the error, if any, is raised again).
+          this.abortRegion(f, e === REGION_OUT_OF_FUEL);
+        } else {
+          const err = e instanceof Raise ? e.error : toErrorValue(e, posHere());
+          save();
+          if (!this.unwind(f, err)) return true;
+        }
         load();
       }
     }
@@ -975,6 +1150,14 @@ function errorMatches(e: ErrorValue, t: Keyword): boolean {
   if (e.type === t) return true;
   const code = e.data.get(kw('code'));
   return code === t;
+}
+
+/** `v` with `labels` added to those it carries. */
+function withLabels(v: Value, labels: ReadonlySet<string>): Value {
+  if (!(v instanceof Labeled)) return new Labeled(v, labels);
+  const all = new Set(labels);
+  for (const l of v.labels) all.add(l);
+  return new Labeled(v.value, all);
 }
 
 /** Calls a builtin with label propagation: the result carries the union of the args' labels. */
