@@ -17,8 +17,10 @@ const plain = (r: RunResult): unknown => (r.value === undefined ? undefined : va
 const sleep = <T>(ms: number, v: T): Promise<T> => new Promise((r) => setTimeout(() => r(v), ms));
 const of = (ccos: Ccos, runId: string, type: Action['type']): Action[] => ccos.chain.list({ runId }).filter((a) => a.type === type);
 
+/** A run's journal in the order its requests were asked (request ids are numbered in that order). */
 function journal(ccos: Ccos, runId: string): { request_id: string; kind: string; capability: string | null; status: string; answer: string | null; args_hash: string | null }[] {
-  return ccos.store.db.prepare('SELECT * FROM journal WHERE run_id = ? ORDER BY rowid').all(runId) as ReturnType<typeof journal>;
+  const rows = ccos.store.db.prepare('SELECT * FROM journal WHERE run_id = ?').all(runId) as ReturnType<typeof journal>;
+  return rows.sort((a, b) => a.request_id.localeCompare(b.request_id, 'en', { numeric: true }));
 }
 
 

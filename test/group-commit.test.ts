@@ -237,3 +237,26 @@ test('disk full mid-run: a clear error, the chain verifies, and once there is ro
   assert.deepEqual([...effects].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i), 'every effect ran exactly once');
   assert.equal(ccos.verifyChain().ok, true);
 });
+
+test('store: a data dir of schema 1 is migrated on open (journal rows kept, WITHOUT ROWID; unused index dropped)', (t) => {
+  const dir = tempDir(t);
+  const old = new Database(path.join(dir, 'ccos.db'));
+  old.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta VALUES ('schema_version', '1');
+    CREATE TABLE checkpoints (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, created TEXT NOT NULL, reason TEXT NOT NULL, state TEXT NOT NULL);
+    CREATE INDEX checkpoints_run ON checkpoints(run_id, created);
+    CREATE TABLE journal (run_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, capability TEXT, args_hash TEXT,
+      status TEXT NOT NULL, answer TEXT, PRIMARY KEY (run_id, request_id));
+    INSERT INTO journal VALUES ('run-1', 'r1', 'call', 'ccos.echo', 'h1', 'answered', '{"value":1}'), ('run-1', 'r2', 'call', 'x.y', 'h2', 'started', NULL);`);
+  old.close();
+  const store = new SqliteStore(dir);
+  t.after(() => store.close());
+  assert.equal(store.getMeta('schema_version'), '2');
+  const sql = store.db.prepare("SELECT sql FROM sqlite_master WHERE name = 'journal'").pluck().get() as string;
+  assert.match(sql, /WITHOUT ROWID/);
+  assert.equal(store.db.prepare("SELECT COUNT(*) FROM sqlite_master WHERE name = 'checkpoints_run'").pluck().get(), 0);
+  assert.deepEqual(store.db.prepare('SELECT request_id, status, answer FROM journal ORDER BY request_id').all(), [
+    { request_id: 'r1', status: 'answered', answer: '{"value":1}' },
+    { request_id: 'r2', status: 'started', answer: null },
+  ]);
+});

@@ -150,10 +150,13 @@ export interface ActiveRun {
    */
   pendingWrites?: (() => void)[];
   /**
-   * Started in this process and never paused: the journal holds nothing for it that this process
-   * did not just write, so requests are not looked up there (a fresh machine never asks twice).
+   * Started in this process (and, if paused, resumed here from its parked machine): the journal
+   * holds nothing for it that this process did not write, so a request is looked up there only if
+   * it is one the run paused on (`waitingIds`); a machine never asks an answered request again.
    */
   fresh?: boolean;
+  /** The requests the run paused on last. */
+  waitingIds?: ReadonlySet<string>;
 }
 
 /** A pause requested while answering (a person must act). */
@@ -354,11 +357,13 @@ export class Orchestrator {
   }
 
   private async driveLoop(run: ActiveRun): Promise<RunResult> {
-    let lastCancelCheck = 0;
+    // The run's row was just read (start, resume): the first look for a cancel can wait.
+    let lastCancelCheck = performance.now();
     const inflight = new Map<string, Promise<{ id: string; res: Resolution | Pause }>>();
     const done = new Map<string, Resolution | Pause>();
     const waiting = new Map<string, Json>();
     let storeFailure: CcosError | null = null;
+    const lostGroupsBefore = this.store.lostGroups;
     const flush = (): void => {
       const writes = run.pendingWrites?.splice(0) ?? [];
       if (writes.length) this.store.deferredTx(() => writes.forEach((w) => w()));
@@ -416,6 +421,7 @@ export class Orchestrator {
         flush();
         // Everything left waits for a person.
         const w = [...waiting.values()];
+        run.waitingIds = new Set(waiting.keys()); // a parked machine asks them again
         return this.pause(run, w.length === 1 ? w[0] : w);
       }
       await Promise.race(inflight.values());
@@ -426,7 +432,7 @@ export class Orchestrator {
       for (const [id] of batch) inflight.delete(id);
       if (storeFailure) {
         await settle();
-        return this.stopForStore(run, storeFailure);
+        return this.stopForStore(run, storeFailure, this.store.lostGroups !== lostGroupsBefore);
       }
       flush();
       const pending = new Set(run.machine.pending().map((p) => p.id));
@@ -445,7 +451,7 @@ export class Orchestrator {
    * `together`: other requests start in the same turn (their "started" marks share a commit).
    */
   private async answer(run: ActiveRun, req: HostRequest, together = false): Promise<Resolution | Pause> {
-    const j = run.fresh ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined);
+    const j = run.fresh && !run.waitingIds?.has(req.id) ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, req.id) as JournalRow | undefined);
     if (j?.status === 'answered') return decodeResolution(j.answer!, run.runtime);
     switch (req.kind) {
       case 'contract':
@@ -593,7 +599,7 @@ export class Orchestrator {
     };
     const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
       const sub = { ...req, id: `${req.id}/${subId}`, capability, args, meta: null };
-      const j = run.fresh ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, sub.id) as JournalRow | undefined);
+      const j = run.fresh && !run.waitingIds?.has(req.id) ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_id = ?').get(run.runId, sub.id) as JournalRow | undefined);
       const r = j?.status === 'answered' ? decodeResolution(j.answer!, run.runtime) : j?.status === 'started' ? await this.inFlightAfterCrash(run, sub, j) : await this.call(run, sub);
       if (isPause(r)) throw new CcosError('unsupported', `${capability} needs a person, which a capability's own calls cannot wait for`);
       if ('error' in r) throw r.error;
@@ -755,10 +761,13 @@ export class Orchestrator {
 
   /**
    * The store failed while answering (disk full, I/O error): the run pauses where it is, if that
-   * can be recorded, and the request that failed is asked again on resume; if even the pause
-   * cannot be written, the error goes up and the run is left as after a crash (resumable).
+   * can be recorded, and the request that failed is asked again on resume. If answers the machine
+   * has already used were lost with a rolled-back group (`lostWrites`), or the pause cannot be
+   * written, the error goes up instead and the run is left as after a crash: resuming restarts it
+   * from what is durable.
    */
-  private stopForStore(run: ActiveRun, e: CcosError): RunResult {
+  private stopForStore(run: ActiveRun, e: CcosError, lostWrites: boolean): RunResult {
+    if (lostWrites) throw e;
     try {
       return this.pause(run, { kind: 'store-failure', error: e.message, hint: e.hint ?? 'fix the storage problem, then `ccos resume RUN`' });
     } catch {
@@ -767,7 +776,6 @@ export class Orchestrator {
   }
 
   private pause(run: ActiveRun, waiting: Json): RunResult {
-    run.fresh = false; // a parked machine asks its waiting requests again
     const cp = this.store.tx(() => {
       const { id, bytes } = this.checkpoint(run, 'pause', false);
       this.ctxAction(run, 'PlanPaused', [], { checkpoint: id, checkpoint_bytes: bytes, waiting });

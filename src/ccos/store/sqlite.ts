@@ -19,7 +19,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CcosError } from '../errors.js';
 
-const SCHEMA_VERSION = 1;
+/** 2: the journal is a WITHOUT ROWID table; checkpoints have no (run_id, created) index. */
+const SCHEMA_VERSION = 2;
+
+// Every commit of a governed call writes a journal row: one B-tree (WITHOUT ROWID, keyed by run
+// and request) instead of a rowid table plus its primary-key index saves a page per commit.
+const JOURNAL_COLUMNS = `run_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, capability TEXT, args_hash TEXT,
+  status TEXT NOT NULL, answer TEXT, PRIMARY KEY (run_id, request_id)`;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,10 +41,7 @@ CREATE TABLE IF NOT EXISTS runs (
   inputs TEXT NOT NULL, options TEXT NOT NULL, status TEXT NOT NULL, created TEXT NOT NULL, updated TEXT NOT NULL,
   checkpoint TEXT, result TEXT, error TEXT, waiting TEXT, owner TEXT);
 CREATE TABLE IF NOT EXISTS checkpoints (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, created TEXT NOT NULL, reason TEXT NOT NULL, state TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS checkpoints_run ON checkpoints(run_id, created);
-CREATE TABLE IF NOT EXISTS journal (
-  run_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, capability TEXT, args_hash TEXT,
-  status TEXT NOT NULL, answer TEXT, PRIMARY KEY (run_id, request_id));
+CREATE TABLE IF NOT EXISTS journal (${JOURNAL_COLUMNS}) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS capabilities (id TEXT PRIMARY KEY, manifest TEXT NOT NULL, updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS intents (
   id TEXT PRIMARY KEY, goal TEXT NOT NULL, constraints TEXT NOT NULL, success TEXT NOT NULL,
@@ -93,6 +96,8 @@ export class SqliteStore {
   private groupWrites = 0;
   private groupSince = 0;
   private groupTimer: NodeJS.Timeout | null = null;
+  /** Groups of deferred writes lost to a rollback (disk full, I/O error): runs that wrote them must restart from what is durable. */
+  lostGroups = 0;
   /** A deferred group that failed to commit from the timer: reported by the next write. */
   private groupFailure: unknown = null;
 
@@ -122,7 +127,7 @@ export class SqliteStore {
       if (v === undefined) this.setMeta('schema_version', String(SCHEMA_VERSION));
       else if (Number(v) > SCHEMA_VERSION) {
         throw new CcosError('data-dir', `the data in ${dataDir} was written by a newer CCOS (schema ${v}, this one reads ${SCHEMA_VERSION})`, { hint: 'upgrade ccos' });
-      }
+      } else if (Number(v) < SCHEMA_VERSION) this.migrate(Number(v));
     } catch (e) {
       if (e instanceof CcosError) throw e;
       const msg = (e as Error).message;
@@ -135,6 +140,21 @@ export class SqliteStore {
       }
       throw new CcosError('data-dir', `cannot open ${this.dbPath}: ${msg}`);
     }
+  }
+
+  /** Brings a data dir written by an older CCOS to SCHEMA_VERSION, in one transaction. */
+  private migrate(from: number): void {
+    this.db.transaction(() => {
+      if (from < 2) {
+        this.db.exec(`DROP INDEX IF EXISTS checkpoints_run;
+          CREATE TABLE journal_v2 (${JOURNAL_COLUMNS}) WITHOUT ROWID;
+          INSERT INTO journal_v2 (run_id, request_id, kind, capability, args_hash, status, answer)
+            SELECT run_id, request_id, kind, capability, args_hash, status, answer FROM journal;
+          DROP TABLE journal;
+          ALTER TABLE journal_v2 RENAME TO journal;`);
+      }
+      this.setMeta('schema_version', String(SCHEMA_VERSION));
+    })();
   }
 
   /** A prepared statement, prepared once per store (preparing costs more than running). */
@@ -179,13 +199,17 @@ export class SqliteStore {
     if (!this.groupOpen) return;
     this.groupOpen = false;
     this.groupWrites = 0;
-    if (!this.db.inTransaction) throw lostGroup(this.dbPath);
+    if (!this.db.inTransaction) {
+      this.lostGroups++;
+      throw lostGroup(this.dbPath);
+    }
     this.generation++;
     try {
       this.stmt('COMMIT').run();
       this.commits++;
     } catch (e) {
       if (this.db.inTransaction) this.stmt('ROLLBACK').run();
+      this.lostGroups++;
       throw translateSqliteError(e, this.dbPath);
     }
   }
@@ -199,6 +223,7 @@ export class SqliteStore {
     }
     if (this.groupOpen && !this.db.inTransaction) {
       this.groupOpen = false;
+      this.lostGroups++;
       throw lostGroup(this.dbPath);
     }
     const joining = this.groupOpen;
@@ -225,7 +250,10 @@ export class SqliteStore {
       } else if (this.db.inTransaction) this.stmt('ROLLBACK').run();
       // After a full disk or an I/O error SQLite may roll back the whole transaction itself: the
       // deferred writes went with it, as in a crash (the caller's error says why).
-      if (!this.db.inTransaction) this.groupOpen = false;
+      if (!this.db.inTransaction && this.groupOpen) {
+        this.groupOpen = false;
+        this.lostGroups++;
+      }
       throw translateSqliteError(e, this.dbPath);
     } finally {
       this.depth--;
