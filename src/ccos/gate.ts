@@ -1,11 +1,13 @@
 /**
  * The one gate every capability call crosses: plans, `ccos call`, the library API.
  *
- * Owns: the interceptor chain (`compose`) and the built-in interceptors: capability exists,
- * arguments match the manifest, allow/deny lists; then the effect itself (journaled before it
- * starts, with a time limit), output validation, and the record of the result.
- * Must never: let a provider run before its PolicyDecision and CapabilityCall are durable, or let
- * a result reach the plan before it is durable.
+ * Owns: the built-in checks (capability exists, arguments match the manifest, idempotency keys
+ * where policy requires them, allow/deny lists), the interceptor chain (`compose`) after them;
+ * then the effect itself (journaled before it starts, with a time limit), output validation, and
+ * the record of the result.
+ * Must never: let a provider run before its PolicyDecision and CapabilityCall are durable (or, for
+ * an idempotent call, recorded with its result), or let a result reach the plan before it is
+ * recorded (durable first with strict durability; see the orchestrator's commit rule).
  * The governance kernel plugs its own interceptors in with `Gate.use` (before the effect).
  */
 import type { Json } from '../common/canonical.js';
@@ -48,6 +50,8 @@ export type GateVerdict = { allow: true } | { allow: false; decision: Decision; 
 
 /** A stage of the gate before the effect. Return a deny verdict to stop the call. */
 export type Interceptor = (call: GateCall, next: () => Promise<GateVerdict>) => Promise<GateVerdict>;
+
+const ALLOW: GateVerdict = { allow: true };
 
 /** Runs interceptors in order, each deciding whether to call the next. */
 export function compose(interceptors: readonly Interceptor[]): (call: GateCall) => Promise<GateVerdict> {
@@ -93,52 +97,44 @@ export function matchesPattern(pattern: string, id: string): boolean {
 }
 
 export class Gate {
-  private readonly interceptors: Interceptor[];
   private readonly extra: Interceptor[] = [];
-  /** The composed chain, built once per change of `extra` rather than per call. */
+  /** The composed chain of `extra`, built once per change rather than per call. */
   private chain: ((call: GateCall) => Promise<GateVerdict>) | null = null;
 
   constructor(
     private readonly registry: CapabilityRegistry,
     private readonly store: SqliteStore,
     private readonly settings: GateSettings,
-  ) {
-    this.interceptors = [
-      // The capability must exist (and its code be loaded here).
-      async (call, next) => {
-        const cap = this.registry.resolve(call.request.capability);
-        if (!cap) {
-          const known = this.registry.manifest(call.request.capability);
-          return known
-            ? deny(call, 'registry.unloaded', `capability ${call.request.capability} is registered but its provider is not available in this process`, 'unknown-capability')
-            : deny(call, 'registry.unknown', `unknown capability ${call.request.capability}`, 'unknown-capability');
-        }
-        call.capability = cap;
-        return next();
-      },
-      // Arguments must match the manifest's schema.
-      async (call, next) => {
-        const problem = this.registry.checkArgs(call.capability!.manifest, call.request.args);
-        return problem ? deny(call, 'schema.input', problem, 'invalid-input') : next();
-      },
-      // Policy may require idempotency keys for effect classes (non-idempotent capabilities only).
-      async (call, next) => {
-        const required = call.run.options.requireIdempotencyFor ?? [];
-        const m = call.capability!.manifest;
-        const hit = m.effects.find((e) => required.includes(e.kind));
-        if (hit && !m.idempotent && !call.keyed) return deny(call, 'idempotency.required', `${m.id} has a ${hit.kind} effect and is not idempotent: it needs ^{:idempotency {:key ..}}`, 'idempotency-required');
-        return next();
-      },
-      // Run-level allow and deny lists.
-      async (call, next) => {
-        const { allow = [], deny: denyList = [] } = call.run.options;
-        const id = call.request.capability;
-        const hit = denyList.find((p) => matchesPattern(p, id));
-        if (hit) return deny(call, 'acl.deny', `${id} matches the deny pattern ${hit}`);
-        if (allow.length && !allow.some((p) => matchesPattern(p, id))) return deny(call, 'acl.allow', `${id} is not in the allow list (${allow.join(', ')})`);
-        return next();
-      },
-    ];
+  ) {}
+
+  /**
+   * The built-in stages, in order; null when all of them let the call go on. Plain synchronous
+   * checks rather than interceptors: every call passes them, and each async stage costs a promise.
+   */
+  private builtinVerdict(call: GateCall): GateVerdict | null {
+    // The capability must exist (and its code be loaded here).
+    const id = call.request.capability;
+    const cap = this.registry.resolve(id);
+    if (!cap) {
+      return this.registry.manifest(id)
+        ? deny(call, 'registry.unloaded', `capability ${id} is registered but its provider is not available in this process`, 'unknown-capability')
+        : deny(call, 'registry.unknown', `unknown capability ${id}`, 'unknown-capability');
+    }
+    call.capability = cap;
+    const m = cap.manifest;
+    // Arguments must match the manifest's schema.
+    const problem = this.registry.checkArgs(m, call.request.args);
+    if (problem) return deny(call, 'schema.input', problem, 'invalid-input');
+    // Policy may require idempotency keys for effect classes (non-idempotent capabilities only).
+    const required = call.run.options.requireIdempotencyFor ?? [];
+    const needsKey = required.length > 0 ? m.effects.find((e) => required.includes(e.kind)) : undefined;
+    if (needsKey && !m.idempotent && !call.keyed) return deny(call, 'idempotency.required', `${m.id} has a ${needsKey.kind} effect and is not idempotent: it needs ^{:idempotency {:key ..}}`, 'idempotency-required');
+    // Run-level allow and deny lists.
+    const { allow = [], deny: denyList = [] } = call.run.options;
+    const hit = denyList.find((p) => matchesPattern(p, id));
+    if (hit) return deny(call, 'acl.deny', `${id} matches the deny pattern ${hit}`);
+    if (allow.length && !allow.some((p) => matchesPattern(p, id))) return deny(call, 'acl.allow', `${id} is not in the allow list (${allow.join(', ')})`);
+    return null;
   }
 
   /** Adds an interceptor after the built-in ones (governance plugs in here). */
@@ -158,8 +154,7 @@ export class Gate {
 
   /** Takes one call through the gate and, if allowed, runs it. */
   async call<P>(call: GateCall, hooks: GateHooks<P>): Promise<{ value: Value } | { error: ErrorValue | RtfsError } | P> {
-    this.chain ??= compose([...this.interceptors, ...this.extra]);
-    const verdict = await this.chain(call);
+    const verdict = this.builtinVerdict(call) ?? (this.extra.length > 0 ? await (this.chain ??= compose(this.extra))(call) : ALLOW);
     const req = call.request;
     if (!verdict.allow) {
       hooks.beforeEffect(verdict.decision, req.stepPath);

@@ -171,8 +171,9 @@ const isPause = (x: Resolution | Pause): x is Pause => (x as Pause).pause === tr
 const CONTRACT_TIME_LIMIT_MS = 1000;
 
 const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
-/** This process, as run leases name it (computed once: `os.hostname()` is a system call). */
-const OWNER = `${process.pid}@${os.hostname()}`;
+/** This host and process, as run leases name them (computed once: `os.hostname()` is a system call). */
+const HOST = os.hostname();
+const OWNER = `${process.pid}@${HOST}`;
 const owner = (): string => OWNER;
 
 /** Answers serialized into the journal (exact RTFS encoding). */
@@ -302,9 +303,8 @@ export class Orchestrator {
     const run = parked && parked.checkpoint === checkpoint && row.status === 'paused' ? parked.run : this.restore(row, checkpoint);
     run.resume = resumeOpts;
     this.store.deferredTx(() => {
-      this.claim(row!);
+      this.claim(row!, true);
       this.ctxAction(run, 'PlanResumed', [], { checkpoint, by: owner() });
-      this.store.stmt("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), run.runId);
     });
     return this.drive(run);
   }
@@ -329,15 +329,16 @@ export class Orchestrator {
   }
 
   /** Takes the run's lease; refuses when a live process on this host holds it. */
-  private claim(row: RunRow): void {
+  private claim(row: RunRow, markRunning = false): void {
     if (this.active.has(row.id)) throw new CcosError('run-busy', `run ${row.id} is being driven by this process`, { hint: 'wait for it to pause or finish' });
     if (row.owner && row.status === 'running') {
       const [pid, host] = row.owner.split('@');
-      if (host === os.hostname() && Number(pid) !== process.pid && processAlive(Number(pid))) {
+      if (host === HOST && Number(pid) !== process.pid && processAlive(Number(pid))) {
         throw new CcosError('run-busy', `run ${row.id} is being driven by process ${pid}`, { hint: 'wait for it to pause or finish; `ccos cancel` stops it' });
       }
     }
-    this.store.stmt('UPDATE runs SET owner = ? WHERE id = ?').run(owner(), row.id);
+    if (markRunning) this.store.stmt("UPDATE runs SET owner = ?, status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(owner(), new Date().toISOString(), row.id);
+    else this.store.stmt('UPDATE runs SET owner = ? WHERE id = ?').run(owner(), row.id);
   }
 
   runRow(id: string): RunRow | undefined {
@@ -590,11 +591,12 @@ export class Orchestrator {
     let deferred: Decision | undefined;
     // A denial is its own PolicyDecision action; an allowed call carries its decision (rule and
     // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
-    const recordCall = (decision: Decision, stepPath: readonly string[]): Action => {
+    // `started`: journal the call as started (not when its outcome is written in the same breath).
+    const recordCall = (decision: Decision, stepPath: readonly string[], started = true): Action => {
       if (decision.decision !== 'allow') return this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
       this.recordStepProfile(run, req, stepPath);
       const c = this.ctxAction(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: redact(prStr(List(req.args))), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
-      this.journal(run, req, 'started', null, req.capability, h);
+      if (started) this.journal(run, req, 'started', null, req.capability, h);
       return c;
     };
     const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
@@ -626,7 +628,7 @@ export class Orchestrator {
         },
         afterEffect: (callAction, result, durationMs) => {
           const write = (): void => {
-            if (deferred) callAction = recordCall(deferred, req.stepPath);
+            if (deferred) callAction = recordCall(deferred, req.stepPath, false);
             const answer: Resolution = 'error' in result ? { error: result.error } : { value: result.value };
             const manifest = this.gate.manifest(req.capability);
             const data: Record<string, Json> = 'error' in result ? { capability: req.capability, ok: false, error: errorSummary(result.error) as unknown as Json } : { capability: req.capability, ok: true, result: prStr(result.value) };
@@ -655,7 +657,7 @@ export class Orchestrator {
         waiting: (waiting) => {
           const forApproval = (waiting as { kind?: string }).kind === 'approval';
           this.store.deferredTx(() => {
-            if (deferred) recordCall(deferred, req.stepPath); // the call is on the chain before the pause
+            if (deferred) recordCall(deferred, req.stepPath, false); // the call is on the chain before the pause
             this.journal(run, req, forApproval ? 'waiting-approval' : 'waiting', null, req.capability, h);
           });
           return { pause: true, waiting } as Pause;
@@ -845,7 +847,7 @@ export class Orchestrator {
     }
     if (row.status === 'running' && row.owner && row.owner !== owner()) {
       const [pid, host] = row.owner.split('@');
-      if (host === os.hostname() && processAlive(Number(pid))) {
+      if (host === HOST && processAlive(Number(pid))) {
         this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
         return { runId, status: 'cancelled' };
       }
