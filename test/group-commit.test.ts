@@ -37,6 +37,23 @@ function node(t: { after: (fn: () => void) => void }, durability: Durability = '
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Registers `id` as a capability that, each time it runs, records a count read from the file (as
+ * a crash at that instant would leave it) by `sql`, whose one parameter is the current run's id.
+ */
+function probe(ccos: Ccos, dataDir: string, id: string, idempotent: boolean, sql: string): number[] {
+  let runId = '';
+  ccos.subscribe((a) => {
+    if (a.type === 'PlanStarted') runId = a.runId!;
+  });
+  const seen: number[] = [];
+  ccos.registerCapability({ id, idempotent }, (args) => {
+    seen.push(onDisk(dataDir, (db) => db.prepare(sql).pluck().get(runId) as number));
+    return args[0];
+  });
+  return seen;
+}
+
 test('store: deferred writes are visible at once in-process, on disk only after a commit', (t) => {
   const dir = tempDir(t);
   const store = new SqliteStore(dir);
@@ -136,15 +153,7 @@ test('normal durability: one commit per non-idempotent call, far fewer for idemp
 
 test('strict durability: every answer is on disk before the plan uses it', async (t) => {
   const { ccos, dataDir } = node(t, 'strict');
-  let runId = '';
-  ccos.subscribe((a) => {
-    if (a.type === 'PlanStarted') runId = a.runId!;
-  });
-  const seen: number[] = [];
-  ccos.registerCapability({ id: 'test.idem', idempotent: true }, (args) => {
-    seen.push(onDisk(dataDir, (db) => db.prepare("SELECT COUNT(*) FROM journal WHERE run_id = ? AND status = 'answered'").pluck().get(runId) as number));
-    return args[0];
-  });
+  const seen = probe(ccos, dataDir, 'test.idem', true, "SELECT COUNT(*) FROM journal WHERE run_id = ? AND status = 'answered'");
   const r = await ccos.run('(loop [i 0] (if (< i 4) (do (call :test.idem i) (recur (inc i))) i))');
   assert.equal(r.status, 'completed');
   assert.deepEqual(seen, [0, 1, 2, 3]);
@@ -176,15 +185,7 @@ test('a pause is sealed soon after, and the chain verifies from another process 
 for (const durability of ['normal', 'strict'] as const) {
   test(`${durability}: the "started" marks of a step.parallel share one commit, on disk before any of its effects`, async (t) => {
     const { ccos, dataDir } = node(t, durability);
-    let runId = '';
-    ccos.subscribe((a) => {
-      if (a.type === 'PlanStarted') runId = a.runId!;
-    });
-    const startedOnDisk: number[] = [];
-    ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => {
-      startedOnDisk.push(onDisk(dataDir, (db) => db.prepare("SELECT COUNT(*) FROM journal WHERE run_id = ? AND kind = 'call' AND status IN ('started', 'answered')").pluck().get(runId) as number));
-      return args[0];
-    });
+    const startedOnDisk = probe(ccos, dataDir, 'test.effect', false, "SELECT COUNT(*) FROM journal WHERE run_id = ? AND kind = 'call' AND status IN ('started', 'answered')");
     const branches = Array.from({ length: 5 }, (_, b) => `(call :test.effect [i ${b}])`).join(' ');
     const before = ccos.store.commits;
     const r = await ccos.run(`(loop [i 0] (if (< i 4) (do (step.parallel ${branches}) (recur (inc i))) i))`);
