@@ -176,6 +176,44 @@ test('(a3) editing an indexed column (type, run) without touching the body is de
   assertFails(verify(f2), t2.seq, /indexed columns|edited/);
 });
 
+test('(a4) a column edited to text that only looks right once unescaped (quotes, backslashes, control characters) is detected', async (t) => {
+  // The id column swallows the parent key and the parent column is emptied: quoted naively
+  // ('"' || id || '"'), the columns would spell the body's text exactly.
+  {
+    const f = await fixture(t);
+    const target = f.rows.find((r) => r.type === 'CapabilityResult' && JSON.parse(r.body).parent)!;
+    const parent = JSON.parse(target.body).parent as string;
+    tamper(f, (db) => db.prepare('UPDATE actions SET id = ?, parent_id = NULL WHERE seq = ?').run(`${target.id}","parent":"${parent}`, target.seq));
+    assertFails(verify(f), target.seq, /indexed columns|edited/);
+  }
+  const edits: [string, (row: Row) => string][] = [
+    ['run_id', (row) => `${row.run_id}\\`],
+    ['type', (row) => `${row.type}\u0001`],
+    ['time', () => '2026-01-01T00:00:00.000Z\n'],
+  ];
+  for (const [column, value] of edits) {
+    const f = await fixture(t);
+    const target = middle(f);
+    tamper(f, (db) => db.prepare(`UPDATE actions SET ${column} = ? WHERE seq = ?`).run(value(target), target.seq));
+    assertFails(verify(f), target.seq, /indexed columns|edited/);
+  }
+});
+
+test('step names with quotes, backslashes and control characters verify', async (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-chain-esc-'));
+  const ccos = openCcos({ dataDir });
+  t.after(() => {
+    ccos.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  // RTFS escapes for the quote, backslash, newline and tab; a raw U+0001 inside the string.
+  const r = await ccos.run('(step "say \\"hi\\"" (step "back\\\\slash\\nand\\ttab\u0001" (call :ccos.echo 1)))');
+  assert.equal(r.status, 'completed', JSON.stringify(r.error));
+  const report = ccos.verifyChain();
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+  assert.ok(ccos.chain.list({ runId: r.runId }).some((a) => a.stepPath.includes('say "hi"')));
+});
+
 test('(b) deleting a middle action is detected at the next one, naming the missing number', async (t) => {
   const f = await fixture(t);
   const target = middle(f);

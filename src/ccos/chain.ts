@@ -268,34 +268,42 @@ export class CausalChain {
     let expectedSeq = 1;
     let prev = GENESIS;
     let count = 0;
-    let lastSealed = 0;
     // One-shot hashing: about twice as fast as createHash for small inputs.
     const hasher = (p: string, body: string): string => hash('sha256', p + body);
-    const select = 'SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body, prev_hash, hash FROM actions ORDER BY seq';
-    const J = JSON.stringify;
+    // Columns are an index over the body; they must agree with it. The body is canonical (keys
+    // sorted), so everything after `data` is fixed text built from the columns: SQLite builds it
+    // (one string per row instead of eight); a row where it differs is checked again exactly,
+    // after the scan.
+    const select = `SELECT seq, body, prev_hash, hash, ${TAIL_SQL} AS tail FROM actions ORDER BY seq`;
+    const validSeals: number[] = [];
+    const recheck: number[] = [];
     for (const row of this.store.db.prepare(select).raw().iterate() as IterableIterator<unknown[]>) {
-      const [seq, id, parentId, runId, planId, intentId, stepPath, type, time, body, prevHash, hash] = row as [number, string, string | null, string | null, string | null, string | null, string | null, string, string, string, string, string];
+      const [seq, body, prevHash, hash, tail] = row as [number, string, string, string, string | null];
       count++;
       if (seq !== expectedSeq) problems.push({ seq, problem: seq > expectedSeq ? `actions ${expectedSeq}..${seq - 1} are missing (deleted)` : `sequence number out of order (expected ${expectedSeq})` });
       expectedSeq = seq + 1;
       if (prevHash !== prev) problems.push({ seq, problem: 'previous-hash link broken (an action was deleted, inserted or reordered before this one)' });
       if (hasher(prevHash, body) !== hash) problems.push({ seq, problem: 'content does not match its hash (the action was edited)' });
-      else {
-        // Columns are an index over the body; they must agree with it. The body is canonical (keys
-        // sorted), so everything after `data` is fixed text built from the columns: compare
-        // strings instead of parsing JSON.
-        const tail = `,"id":${J(id)}${intentId ? `,"intent":${J(intentId)}` : ''}${parentId ? `,"parent":${J(parentId)}` : ''}${planId ? `,"plan":${J(planId)}` : ''}${runId ? `,"run":${J(runId)}` : ''},"seq":${seq},"step":${stepPath ?? '[]'},"time":${J(time)},"type":${J(type)}}`;
-        if (!body.endsWith(tail)) problems.push({ seq, problem: 'indexed columns differ from the hashed content (the row was edited)' });
-      }
+      else if (tail === null || !body.endsWith(tail)) recheck.push(seq);
       prev = hash;
       const s = sealAt.get(seq);
       if (s) {
         if (s.head_hash !== hash) problems.push({ seq, problem: 'seal does not match the chain at this point' });
         else if (!this.key.verifyFrom(s.key_id, sealMessage(seq, s.head_hash), s.signature)) problems.push({ seq, problem: 'seal signature is invalid (forged or re-signed with another key)' });
-        else if (problems.length === 0) lastSealed = seq;
+        else validSeals.push(seq);
       }
       if (problems.length >= 50) break;
     }
+    const columns = this.store.db.prepare('SELECT id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body FROM actions WHERE seq = ?');
+    const J = JSON.stringify;
+    for (const seq of recheck) {
+      const r = columns.get(seq) as { id: string; parent_id: string | null; run_id: string | null; plan_id: string | null; intent_id: string | null; step_path: string | null; type: string; time: string; body: string };
+      const tail = `,"id":${J(r.id)}${r.intent_id ? `,"intent":${J(r.intent_id)}` : ''}${r.parent_id ? `,"parent":${J(r.parent_id)}` : ''}${r.plan_id ? `,"plan":${J(r.plan_id)}` : ''}${r.run_id ? `,"run":${J(r.run_id)}` : ''},"seq":${seq},"step":${r.step_path ?? '[]'},"time":${J(r.time)},"type":${J(r.type)}}`;
+      if (!r.body.endsWith(tail)) problems.push({ seq, problem: 'indexed columns differ from the hashed content (the row was edited)' });
+    }
+    // Trust ends at the first problem: the last seal before it is the sealed prefix.
+    const firstProblem = problems.reduce((m, p) => Math.min(m, p.seq), Infinity);
+    const lastSealed = validSeals.filter((q) => q < firstProblem).pop() ?? 0;
     for (const s of seals) if (s.seq >= expectedSeq) problems.push({ seq: s.seq, problem: 'a seal covers actions that are missing (deleted from the end of the chain)' });
     // The node seals in the same transaction as every PlanCompleted/Aborted/Cancelled, so such an
     // action after the last seal was not written by this node (forged, or its seals were removed
@@ -314,11 +322,23 @@ export class CausalChain {
   }
 }
 
+/**
+ * SQL for the tail of an action's canonical body (see `bodyText`), built from its columns with
+ * `json_quote`. Where it equals the body's tail, every column equals the body's value (a JSON
+ * string literal decodes to one string only); where SQLite's escaping differs from JSON.stringify
+ * (control characters), the row is checked again exactly.
+ */
+const TAIL_SQL = `',"id":' || json_quote(id)
+  || CASE WHEN intent_id IS NOT NULL AND intent_id <> '' THEN ',"intent":' || json_quote(intent_id) ELSE '' END
+  || CASE WHEN parent_id IS NOT NULL AND parent_id <> '' THEN ',"parent":' || json_quote(parent_id) ELSE '' END
+  || CASE WHEN plan_id IS NOT NULL AND plan_id <> '' THEN ',"plan":' || json_quote(plan_id) ELSE '' END
+  || CASE WHEN run_id IS NOT NULL AND run_id <> '' THEN ',"run":' || json_quote(run_id) ELSE '' END
+  || ',"seq":' || seq || ',"step":' || coalesce(step_path, '[]') || ',"time":' || json_quote(time) || ',"type":' || json_quote(type) || '}'`;
+
 function sealMessage(seq: number, hash: string): string {
   return `ccos-chain-seal\n${seq}\n${hash}`;
 }
 
-/** The hashed body: everything but the hash itself. */
 /**
  * The canonical body of an action, written out in canonical key order (cost_usd, data,
  * duration_ms, id, intent, parent, plan, run, seq, step, time, type) rather than built as an
