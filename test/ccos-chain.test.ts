@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { canonicalJson, type Json } from '../src/common/canonical.js';
 import { openCcos, type VerifyReport } from '../src/ccos/index.js';
 import { prStr, readOne } from '../src/rtfs/index.js';
+import { tempNode } from './support.js';
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
@@ -200,12 +201,7 @@ test('(a4) a column edited to text that only looks right once unescaped (quotes,
 });
 
 test('step names with quotes, backslashes and control characters verify', async (t) => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-chain-esc-'));
-  const ccos = openCcos({ dataDir });
-  t.after(() => {
-    ccos.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const ccos = tempNode(t, 'ccos-chain-esc-');
   // RTFS escapes for the quote, backslash, newline and tab; a raw U+0001 inside the string.
   const r = await ccos.run('(step "say \\"hi\\"" (step "back\\\\slash\\nand\\ttab\u0001" (call :ccos.echo 1)))');
   assert.equal(r.status, 'completed', JSON.stringify(r.error));
@@ -458,12 +454,7 @@ test(
 );
 
 test('property: every appended action body is canonical JSON of what list() reads back, large values as blobs', async (t) => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-chain-prop-'));
-  const ccos = openCcos({ dataDir });
-  t.after(() => {
-    ccos.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const ccos = tempNode(t, 'ccos-chain-prop-');
   const json = fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>;
   const data = fc.dictionary(fc.string({ maxLength: 8 }), fc.oneof(json, fc.string({ minLength: 4000, maxLength: 5000 })), { maxKeys: 5 });
   fc.assert(
