@@ -96,7 +96,10 @@ export class SqliteStore {
   private groupWrites = 0;
   private groupSince = 0;
   private groupTimer: NodeJS.Timeout | null = null;
-  /** Groups of deferred writes lost to a rollback (disk full, I/O error): runs that wrote them must restart from what is durable. */
+  /**
+   * Groups of deferred writes lost to a rollback (disk full, I/O error): a run that wrote into one
+   * must restart from what is durable.
+   */
   lostGroups = 0;
   /** A deferred group that failed to commit from the timer: reported by the next write. */
   private groupFailure: unknown = null;
