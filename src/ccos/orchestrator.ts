@@ -20,7 +20,7 @@
  * Resume = restore the latest checkpoint, then answer every request the (deterministic) machine
  * asks again from the journal, by request id. Only requests with no journaled answer do work.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Json } from '../common/canonical.js';
 import {
@@ -170,7 +170,8 @@ const isPause = (x: Resolution | Pause): x is Pause => (x as Pause).pause === tr
 /** Wall-clock limit of one contract predicate (besides its fuel). */
 const CONTRACT_TIME_LIMIT_MS = 1000;
 
-const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+// One-shot hashing: about twice as fast as createHash for the short texts hashed per call.
+const sha = (s: string): string => hash('sha256', s);
 /** This host and process, as run leases name them (computed once: `os.hostname()` is a system call). */
 const HOST = os.hostname();
 const OWNER = `${process.pid}@${HOST}`;
