@@ -68,7 +68,7 @@ export interface GateHooks<P> {
    * or a promise of it when the record becomes durable a moment later (the effect waits for it).
    */
   beforeEffect(decision: Decision, stepPath: readonly string[]): Action | undefined | Promise<Action | undefined>;
-  /** Records the result durably before the plan sees it. */
+  /** Records the result before the plan sees it (durable per the orchestrator's commit rule). */
   afterEffect(callAction: Action | undefined, result: { value: Value; costUsd?: number; tokens?: number } | { error: ErrorValue | RtfsError }, durationMs: number): void;
   /** A denied call: its error becomes the plan's answer. */
   denied(error: RtfsError): { error: ErrorValue | RtfsError };

@@ -571,7 +571,7 @@ export class Orchestrator {
     return answer;
   }
 
-  /** A governed capability call: gate, journal before the effect, result journaled before use. */
+  /** A governed capability call: gate, "started" on disk before the effect, result journaled before use. */
   private async call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false, groupCommit = false, together = false): Promise<Resolution | Pause> {
     const h = argsHash(req.capability, req.args);
     const key = idempotencyKey(run, req);
