@@ -122,6 +122,9 @@ interface RunRow {
   owner: string | null;
 }
 
+/** What `claim` and `resume` need of a run's row. */
+type RunLease = Pick<RunRow, 'id' | 'status' | 'checkpoint' | 'owner'>;
+
 interface JournalRow {
   request_id: string;
   kind: string;
@@ -284,12 +287,14 @@ export class Orchestrator {
 
   /** Continues a paused or crashed run (by run id or checkpoint id) in this process. */
   async resume(idOrCheckpoint: string, resumeOpts: ResumeOptions = {}): Promise<RunResult> {
-    let row = this.runRow(idOrCheckpoint);
+    // The lease columns only: a parked run needs no more (the full row is read to restore one).
+    const lease = (id: string): RunLease | undefined => this.store.stmt('SELECT id, status, checkpoint, owner FROM runs WHERE id = ?').get(id) as RunLease | undefined;
+    let row = lease(idOrCheckpoint);
     let cpId: string | null = null;
     if (!row && idOrCheckpoint.startsWith('cp-')) {
       const cp = this.store.stmt('SELECT run_id FROM checkpoints WHERE id = ?').get(idOrCheckpoint) as { run_id: string } | undefined;
       if (cp) {
-        row = this.runRow(cp.run_id);
+        row = lease(cp.run_id);
         cpId = idOrCheckpoint;
       }
     }
@@ -297,11 +302,13 @@ export class Orchestrator {
     if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') {
       throw new CcosError('run-finished', `run ${row.id} is already ${row.status}`, { hint: '`ccos runs show` shows its result; `ccos replay` re-checks it' });
     }
+    // Before restoring or waiting for the write lock: a run another process drives is refused at once.
+    this.checkLease(row);
     const checkpoint = cpId ?? row.checkpoint;
     const parked = this.parked.get(row.id);
     this.parked.delete(row.id);
     // The parked machine is exactly the checkpoint's state when nothing happened since the pause.
-    const run = parked && parked.checkpoint === checkpoint && row.status === 'paused' ? parked.run : this.restore(row, checkpoint);
+    const run = parked && parked.checkpoint === checkpoint && row.status === 'paused' ? parked.run : this.restore(this.runRow(row.id)!, checkpoint);
     run.resume = resumeOpts;
     this.store.deferredTx(() => {
       this.claim(row!, true);
@@ -330,7 +337,14 @@ export class Orchestrator {
   }
 
   /** Takes the run's lease; refuses when a live process on this host holds it. */
-  private claim(row: RunRow, markRunning = false): void {
+  private claim(row: RunLease, markRunning = false): void {
+    this.checkLease(row);
+    if (markRunning) this.store.stmt("UPDATE runs SET owner = ?, status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(owner(), new Date().toISOString(), row.id);
+    else this.store.stmt('UPDATE runs SET owner = ? WHERE id = ?').run(owner(), row.id);
+  }
+
+  /** Refuses a run that this process, or another live one on this host, is driving. */
+  private checkLease(row: RunLease): void {
     if (this.active.has(row.id)) throw new CcosError('run-busy', `run ${row.id} is being driven by this process`, { hint: 'wait for it to pause or finish' });
     if (row.owner && row.status === 'running') {
       const [pid, host] = row.owner.split('@');
@@ -338,8 +352,6 @@ export class Orchestrator {
         throw new CcosError('run-busy', `run ${row.id} is being driven by process ${pid}`, { hint: 'wait for it to pause or finish; `ccos cancel` stops it' });
       }
     }
-    if (markRunning) this.store.stmt("UPDATE runs SET owner = ?, status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(owner(), new Date().toISOString(), row.id);
-    else this.store.stmt('UPDATE runs SET owner = ? WHERE id = ?').run(owner(), row.id);
   }
 
   runRow(id: string): RunRow | undefined {
