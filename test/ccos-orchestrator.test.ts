@@ -539,25 +539,35 @@ test('cancelling a paused run: cancelled at once, recorded and sealed; it can no
   assertChainOk(ccos);
 });
 
+/**
+ * Runs `n` calls of a slow capability whose third call cancels the run (as `ccos.cancel` from the
+ * same process would, while it is being driven); checks that cancel() and the run both said
+ * cancelled. Returns the run's result and how many calls started.
+ */
+async function cancelAtThirdTick(ccos: Ccos, n: number): Promise<{ r: RunResult; calls: number }> {
+  let calls = 0;
+  let runId = '';
+  ccos.subscribe((a) => {
+    if (a.type === 'PlanStarted') runId = a.runId!;
+  });
+  let cancelled: Promise<RunResult> | undefined;
+  ccos.registerCapability({ id: 'test.tick' }, async () => {
+    calls++;
+    await sleep(2, null);
+    if (calls === 3) cancelled = Promise.resolve(ccos.cancel(runId));
+    return calls;
+  });
+  const r = await ccos.run(`(loop [i 0] (if (< i ${n}) (do (call :test.tick) (recur (inc i))) :done))`);
+  assert.equal((await cancelled)?.status, 'cancelled');
+  assert.equal(r.status, 'cancelled');
+  return { r, calls };
+}
+
 test(
   'cancelling a running run in its own process: no call starts after cancel(), one driver, PlanCancelled recorded once',
   async (t) => {
     const ccos = node(t);
-    let calls = 0;
-    let runId = '';
-    ccos.subscribe((a) => {
-      if (a.type === 'PlanStarted') runId = a.runId!;
-    });
-    ccos.registerCapability({ id: 'test.tick' }, async () => {
-      calls++;
-      await sleep(2, null);
-      if (calls === 3) cancelled = Promise.resolve(ccos.cancel(runId));
-      return calls;
-    });
-    let cancelled: Promise<RunResult> | undefined;
-    const r = await ccos.run(`(loop [i 0] (if (< i 50) (do (call :test.tick) (recur (inc i))) :done))`);
-    assert.equal((await cancelled)?.status, 'cancelled');
-    assert.equal(r.status, 'cancelled');
+    const { r, calls } = await cancelAtThirdTick(ccos, 50);
     assert.equal(calls, 3, `calls after cancel: ${calls - 3}`);
     assert.equal(of(ccos, r.runId, 'PlanResumed').length, 0, 'no second driver');
     assert.equal(ccos.runs().find((x) => x.id === r.runId)!.status, 'cancelled');
@@ -589,21 +599,7 @@ test(
 
 test('cancelling a running run stops it at a later request: status cancelled, recorded once, chain ok', async (t) => {
   const ccos = node(t);
-  let calls = 0;
-  let runId = '';
-  ccos.subscribe((a) => {
-    if (a.type === 'PlanStarted') runId = a.runId!;
-  });
-  ccos.registerCapability({ id: 'test.tick' }, async () => {
-    calls++;
-    await sleep(2, null);
-    if (calls === 3) cancelled = Promise.resolve(ccos.cancel(runId));
-    return calls;
-  });
-  let cancelled: Promise<RunResult> | undefined;
-  const r = await ccos.run(`(loop [i 0] (if (< i 200) (do (call :test.tick) (recur (inc i))) :done))`);
-  assert.equal((await cancelled)?.status, 'cancelled');
-  assert.equal(r.status, 'cancelled');
+  const { r, calls } = await cancelAtThirdTick(ccos, 200);
   assert.ok(calls >= 3 && calls < 200, `stopped early (${calls} calls)`);
   assert.equal(ccos.runs().find((x) => x.id === r.runId)!.status, 'cancelled');
   assert.ok(of(ccos, r.runId, 'PlanCancelled').length >= 1);

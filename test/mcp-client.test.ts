@@ -151,6 +151,15 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
 });
 `;
 
+/** Writes BAD_SERVER and its `ok` tool's description file into `dir`; `desc` can be rewritten (drift). */
+function badServer(dir: string, description: string): { transport: McpTransportSpec; desc: string } {
+  const script = path.join(dir, 'bad-server.mjs');
+  fs.writeFileSync(script, BAD_SERVER);
+  const desc = path.join(dir, 'desc.txt');
+  fs.writeFileSync(desc, description);
+  return { transport: { type: 'stdio', command: process.execPath, args: [script, desc] }, desc };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Unit level: definitions, hashes, results, arguments
 
@@ -459,12 +468,8 @@ test('server-filesystem: list and read files through plans; a big result is stor
 
 test('a misbehaving server: invalid tools are skipped; malformed answers, tool errors, hangs, exits and drift give clear errors', async (t) => {
   const dir = tempDir(t);
-  const script = path.join(dir, 'bad-server.mjs');
-  fs.writeFileSync(script, BAD_SERVER);
-  const desc = path.join(dir, 'desc.txt');
-  fs.writeFileSync(desc, 'doubles x');
+  const { transport, desc } = badServer(dir, 'doubles x');
   const { ccos, hub } = node(t, dir);
-  const transport: McpTransportSpec = { type: 'stdio', command: process.execPath, args: [script, desc] };
 
   const staged = await hub.stage('bad', transport);
   assert.deepEqual(staged.tools.map((x) => x.name).sort(), ['big', 'exit', 'fail', 'hang', 'malformed', 'ok']);
@@ -525,17 +530,14 @@ test('a misbehaving server: invalid tools are skipped; malformed answers, tool e
 
 test('a result above the size limit is refused', async (t) => {
   const dir = tempDir(t);
-  const script = path.join(dir, 'bad-server.mjs');
-  fs.writeFileSync(script, BAD_SERVER);
-  const desc = path.join(dir, 'desc.txt');
-  fs.writeFileSync(desc, 'd');
+  const { transport } = badServer(dir, 'd');
   const ccos = openCcos({ dataDir: dir, workspaceRoot: dir });
   const hub = installMcp(ccos, { maxResultBytes: 10_000 });
   t.after(async () => {
     await hub.close();
     ccos.close();
   });
-  await onboard(ccos, hub, 'bad', { type: 'stdio', command: process.execPath, args: [script, desc] });
+  await onboard(ccos, hub, 'bad', transport);
   assert.equal(ok(await ccos.run('(count (call :mcp.bad.big {:n 5000}))')), 5000);
   failed(await ccos.run('(call :mcp.bad.big {:n 20000})'), 'mcp-result-too-large', /20002 bytes/);
 });

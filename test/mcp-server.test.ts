@@ -18,6 +18,7 @@ import { serveHttp, type CcosHttpServerHandle } from '../src/server/mcp-server.j
 import { checkProgram } from '../src/rtfs/check.js';
 import { serveCommands } from '../src/cli/ccos-serve-commands.js';
 
+// Written out here, not imported from mcp-tools.ts: the test must notice a tool added or lost.
 const ALL_TOOLS = [
   'ccos_run_plan',
   'ccos_resume_run',

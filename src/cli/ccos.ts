@@ -83,6 +83,11 @@ With --json: {"ok","runId","status","value","valueJson","error","waiting","check
 
 Exit codes: 0 completed, 1 failed or cancelled, 2 usage error, 3 paused.`;
 
+/** Options of every command that runs capabilities (run, resume, call). */
+const EFFECT_OPTS = `  --allow-host HOST    a host ccos.http.fetch may reach; repeatable
+  --workspace DIR      root directory of ccos.fs.* (default: the current directory)
+  --strict             fsync before a call's result is used (durability strict)`;
+
 const RUN_HELP = `ccos run — run a plan file
 
 Usage:
@@ -95,9 +100,7 @@ Options:
   --fuel N             budget of pure computation (function calls + loop iterations)
   --allow PATTERN      capability ids the run may call (* wildcard); repeatable
   --deny PATTERN       capability ids the run may never call; repeatable
-  --allow-host HOST    a host ccos.http.fetch may reach; repeatable
-  --workspace DIR      root directory of ccos.fs.* (default: the current directory)
-  --strict             fsync before a call's result is used (durability strict)
+${EFFECT_OPTS}
   --intent ID          link the run to an intent
   --dry-run            run with simulated providers in a scratch node, no effects; report the
                        predicted cost and latency against the budget, the approvals that would be
@@ -132,9 +135,7 @@ Options:
   --answer VALUE       the answer to the call the run waits for (read as RTFS data, else a string)
   --fail MESSAGE       fail that call instead, with this message
   --retry-unknown      run again calls whose outcome is unknown (you know they did not happen)
-  --allow-host HOST    a host ccos.http.fetch may reach; repeatable
-  --workspace DIR      root directory of ccos.fs.*
-  --strict             fsync before a call's result is used
+${EFFECT_OPTS}
 
 ${GLOBAL_OPTS}
 
@@ -350,9 +351,7 @@ Usage:
 ARGS are RTFS source text, joined with spaces: ccos call ccos.echo '{:a 1}'
 
 Options:
-  --allow-host HOST    a host ccos.http.fetch may reach; repeatable
-  --workspace DIR      root directory of ccos.fs.*
-  --strict             fsync before a call's result is used
+${EFFECT_OPTS}
 
 ${GLOBAL_OPTS}
 
