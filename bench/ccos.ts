@@ -14,7 +14,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { Annotation, Command, END, START, StateGraph, interrupt } from '@langchain/langgraph';
 import { SqliteSaver } from '@langchain/langgraph-checkpoint-sqlite';
@@ -277,8 +276,9 @@ interface Floor {
 /**
  * One transaction per operation, in WAL mode, with no CCOS code. `bare`: two small inserts into
  * two rowid tables. `ccos`: the shape of a governed call's commit — read the chain head, insert
- * an action row (~370-byte body, random-UUID `id` under a UNIQUE index, plus a (run_id, seq)
- * index) and upsert a journal row keyed by (run_id, request_id): five B-trees instead of two.
+ * an action row (a ~370-byte JSON body and its hash, with a (run_id, seq) index on a column
+ * generated from the body) and upsert a journal row keyed by (run_id, request_id): four B-trees
+ * instead of two.
  */
 function openFloor(synchronous: 'NORMAL' | 'FULL', shape: 'bare' | 'ccos'): Floor {
   const dir = tmpDir(`floor-${synchronous}-${shape}`);
@@ -287,17 +287,17 @@ function openFloor(synchronous: 'NORMAL' | 'FULL', shape: 'bare' | 'ccos'): Floo
   db.pragma(`synchronous = ${synchronous}`);
   db.pragma('wal_autocheckpoint = 10000');
   db.exec(`CREATE TABLE a (k INTEGER PRIMARY KEY, v TEXT NOT NULL); CREATE TABLE b (k INTEGER PRIMARY KEY, v TEXT NOT NULL);
-    CREATE TABLE actions (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, run_id TEXT, body TEXT NOT NULL, hash TEXT NOT NULL);
+    CREATE TABLE actions (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, hash TEXT NOT NULL, run_id TEXT GENERATED ALWAYS AS (body ->> '$.run') VIRTUAL);
     CREATE INDEX actions_run ON actions(run_id, seq);
-    CREATE TABLE journal (run_id TEXT NOT NULL, request_id TEXT NOT NULL, status TEXT NOT NULL, answer TEXT, PRIMARY KEY (run_id, request_id));`);
+    CREATE TABLE journal (run_id TEXT NOT NULL, request_id TEXT NOT NULL, status TEXT NOT NULL, answer TEXT, PRIMARY KEY (run_id, request_id)) WITHOUT ROWID;`);
   const begin = db.prepare('BEGIN IMMEDIATE');
   const commit = db.prepare('COMMIT');
   const ia = db.prepare('INSERT INTO a (v) VALUES (?)');
   const ib = db.prepare('INSERT INTO b (v) VALUES (?)');
   const head = db.prepare('SELECT seq, hash FROM actions ORDER BY seq DESC LIMIT 1');
-  const insAction = db.prepare('INSERT INTO actions (seq, id, run_id, body, hash) VALUES (?, ?, ?, ?, ?)');
+  const insAction = db.prepare('INSERT INTO actions (seq, body, hash) VALUES (?, ?, ?)');
   const upJournal = db.prepare('INSERT INTO journal (run_id, request_id, status, answer) VALUES (?, ?, ?, ?) ON CONFLICT(run_id, request_id) DO UPDATE SET status = excluded.status, answer = excluded.answer');
-  const body = 'x'.repeat(370);
+  const body = JSON.stringify({ data: 'x'.repeat(340), run: 'run-1' });
   const hash = 'h'.repeat(64);
   let k = 0;
   const one = (): void => {
@@ -308,7 +308,7 @@ function openFloor(synchronous: 'NORMAL' | 'FULL', shape: 'bare' | 'ccos'): Floo
       ib.run(`answered ${k}`);
     } else {
       const h = head.get() as { seq: number } | undefined;
-      insAction.run((h?.seq ?? 0) + 1, randomUUID(), 'run-1', body, hash);
+      insAction.run((h?.seq ?? 0) + 1, body, hash);
       upJournal.run('run-1', `r${k}`, 'answered', '{"value":1}');
     }
     commit.run();

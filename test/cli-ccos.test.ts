@@ -173,18 +173,26 @@ test('replay says identical', () => {
   const r = ccos(['replay', pausedRun]);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^identical \(\d+ requests\)/);
-  const j = json(ccos(['replay', pausedRun.slice(0, 12), '--json']));
+  const j = json(ccos(['replay', pausedRun.slice(0, -4), '--json'])); // a unique start of the id
   assert.equal(j.identical, true);
   assert.equal(j.runId, pausedRun);
 });
 
-test('resume by run-id prefix with --fail; resume with --json', () => {
+test('runs made close together share the start of their ids: a short start is ambiguous, and the error says to give more', () => {
+  // Run ids begin with their creation time in ms (hex), so the runs of this suite share "run-0".
+  const r = ccos(['replay', 'run-0']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /error\[ambiguous\]: run-0 matches \d+ run ids/);
+  assert.match(r.stderr, /hint: give more characters/);
+});
+
+test('resume by the end of a run id with --fail; resume with --json', () => {
   const r = ccos(['run', ASK, '--json']);
   assert.equal(r.status, 3);
   const j = json(r);
   assert.equal(j.status, 'paused');
   assert.match(String(j.resume), /^ccos resume run-/);
-  const f = ccos(['resume', String(j.runId).slice(0, 16), '--fail', 'nobody there', '--json']);
+  const f = ccos(['resume', String(j.runId).slice(-10), '--fail', 'nobody there', '--json']); // a unique end of the id
   assert.equal(f.status, 1);
   const fj = json(f);
   assert.equal(fj.status, 'failed');

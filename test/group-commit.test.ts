@@ -252,7 +252,7 @@ test('store: a data dir of schema 1 is migrated on open (journal rows kept, WITH
   old.close();
   const store = new SqliteStore(dir);
   t.after(() => store.close());
-  assert.equal(store.getMeta('schema_version'), '2');
+  assert.equal(store.getMeta('schema_version'), '3');
   const sql = store.db.prepare("SELECT sql FROM sqlite_master WHERE name = 'journal'").pluck().get() as string;
   assert.match(sql, /WITHOUT ROWID/);
   assert.equal(store.db.prepare("SELECT COUNT(*) FROM sqlite_master WHERE name = 'checkpoints_run'").pluck().get(), 0);
@@ -260,4 +260,36 @@ test('store: a data dir of schema 1 is migrated on open (journal rows kept, WITH
     { request_id: 'r1', status: 'answered', answer: '{"value":1}' },
     { request_id: 'r2', status: 'started', answer: null },
   ]);
+});
+
+test('store: a data dir of schema 2 (action columns stored beside the body) is migrated to generated columns; the chain still verifies', async (t) => {
+  const dir = tempDir(t);
+  let ccos = openCcos({ dataDir: dir });
+  const done = await ccos.run('(step "a" (call :ccos.echo 1))');
+  const paused = await ccos.run('(call :ccos.user.ask "ok?")');
+  const before = ccos.chain.list();
+  ccos.close();
+  // Rewrite the actions table as schema 2 stored it: every column written out, the previous hash too.
+  const old = new Database(path.join(dir, 'ccos.db'));
+  old.exec(`CREATE TABLE actions_v2 (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, parent_id TEXT, run_id TEXT, plan_id TEXT,
+      intent_id TEXT, step_path TEXT, type TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+    INSERT INTO actions_v2 SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body,
+      COALESCE((SELECT p.hash FROM actions p WHERE p.seq = actions.seq - 1), '${'0'.repeat(64)}'), hash FROM actions;
+    DROP TABLE actions;
+    ALTER TABLE actions_v2 RENAME TO actions;
+    CREATE INDEX actions_run ON actions(run_id, seq);
+    UPDATE meta SET value = '2' WHERE key = 'schema_version';`);
+  assert.equal(old.prepare("SELECT COUNT(*) FROM pragma_table_xinfo('actions') WHERE hidden = 2").pluck().get(), 0, 'the old table has no generated columns');
+  old.close();
+  ccos = openCcos({ dataDir: dir });
+  t.after(() => ccos.close());
+  assert.equal(ccos.store.getMeta('schema_version'), '3');
+  assert.equal(ccos.store.db.prepare("SELECT COUNT(*) FROM pragma_table_xinfo('actions') WHERE hidden = 2").pluck().get(), 8, 'eight columns are generated from the body');
+  assert.deepEqual(ccos.chain.list(), before);
+  assert.ok(ccos.chain.list({ runId: done.runId }).length >= 4, 'the run index was rebuilt');
+  const report = ccos.verifyChain();
+  assert.equal(report.ok, true, JSON.stringify(report.problems));
+  const resumed = await ccos.resume(paused.runId, { answer: 'yes' });
+  assert.equal(resumed.status, 'completed');
+  assert.equal(ccos.verifyChain().ok, true);
 });

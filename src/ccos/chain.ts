@@ -76,18 +76,14 @@ export interface Action {
 
 interface ActionRow {
   seq: number;
-  id: string;
-  parent_id: string | null;
-  run_id: string | null;
-  plan_id: string | null;
-  intent_id: string | null;
-  step_path: string | null;
-  type: string;
-  time: string;
   body: string;
-  prev_hash: string;
   hash: string;
+  /** The previous row's hash (selected with PREV_HASH_SQL). */
+  prev_hash: string | null;
 }
+
+/** The columns an ActionRow is read from (the previous hash is the previous row's). */
+const ROW_SQL = 'seq, body, hash, (SELECT p.hash FROM actions p WHERE p.seq = actions.seq - 1) AS prev_hash';
 
 /** Result of `verify`. */
 export interface VerifyReport {
@@ -120,7 +116,7 @@ export class CausalChain {
   ) {
     const db = store.db;
     this.insert = db.prepare(
-      'INSERT INTO actions (seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO actions (seq, body, hash) VALUES (?, ?, ?)',
     );
     this.head = db.prepare('SELECT seq, hash FROM actions ORDER BY seq DESC LIMIT 1');
     this.insertBlob = db.prepare('INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)');
@@ -155,7 +151,7 @@ export class CausalChain {
     if (a.durationMs !== undefined) action.durationMs = Math.round(a.durationMs * 1000) / 1000;
     const body = bodyText(action, dataText);
     action.hash = sha256(prevHash + body);
-    this.insert.run(seq, action.id, action.parentId, action.runId, action.planId, action.intentId, JSON.stringify(action.stepPath), action.type, action.time, body, prevHash, action.hash);
+    this.insert.run(seq, body, action.hash);
     this.cachedHead = { generation, seq, hash: action.hash };
     if (++this.sinceSeal >= SEAL_EVERY) this.seal();
     return action;
@@ -234,7 +230,7 @@ export class CausalChain {
       where.push('seq > ?');
       args.push(filter.afterSeq);
     }
-    const sql = `SELECT * FROM actions ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq${filter.limit ? ' LIMIT ' + Number(filter.limit) : ''}`;
+    const sql = `SELECT ${ROW_SQL} FROM actions ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq${filter.limit ? ' LIMIT ' + Number(filter.limit) : ''}`;
     try {
       return (this.store.stmt(sql).all(...args) as ActionRow[]).map(rowToAction);
     } catch (e) {
@@ -244,12 +240,16 @@ export class CausalChain {
 
   /** Streams every action (for export and verification) without loading the chain in memory. */
   *iterate(): IterableIterator<Action> {
-    for (const row of this.store.db.prepare('SELECT * FROM actions ORDER BY seq').iterate() as IterableIterator<ActionRow>) yield rowToAction(row);
+    let prevHash = GENESIS;
+    for (const row of this.store.db.prepare('SELECT seq, body, hash FROM actions ORDER BY seq').iterate() as IterableIterator<ActionRow>) {
+      yield rowToAction({ ...row, prev_hash: prevHash });
+      prevHash = row.hash;
+    }
   }
 
   /**
    * Verifies the whole chain: contiguous sequence numbers from 1, each body hashing to its stored
-   * hash with the previous hash, columns matching the body, and every seal signed by the node key
+   * hash with the previous hash, and every seal signed by the node key
    * over the hash at its sequence number.
    */
   verify(): VerifyReport {
@@ -270,21 +270,19 @@ export class CausalChain {
     let count = 0;
     // One-shot hashing: about twice as fast as createHash for small inputs.
     const hasher = (p: string, body: string): string => hash('sha256', p + body);
-    // Columns are an index over the body; they must agree with it. The body is canonical (keys
-    // sorted), so everything after `data` is fixed text built from the columns: SQLite builds it
-    // (one string per row instead of eight); a row where it differs is checked again exactly,
-    // after the scan.
-    const select = `SELECT seq, body, prev_hash, hash, ${TAIL_SQL} AS tail FROM actions ORDER BY seq`;
+    // The other columns are generated from the body (see the store's ACTION_COLUMNS), so the body
+    // and its hash are all there is to check. The body names its own sequence number: one that
+    // differs from its place tells a moved action from an edited one.
     const validSeals: number[] = [];
-    const recheck: number[] = [];
-    for (const row of this.store.db.prepare(select).raw().iterate() as IterableIterator<unknown[]>) {
-      const [seq, body, prevHash, hash, tail] = row as [number, string, string, string, string | null];
+    for (const row of this.store.db.prepare('SELECT seq, body, hash FROM actions ORDER BY seq').raw().iterate() as IterableIterator<unknown[]>) {
+      const [seq, body, hash] = row as [number, string, string];
       count++;
-      if (seq !== expectedSeq) problems.push({ seq, problem: seq > expectedSeq ? `actions ${expectedSeq}..${seq - 1} are missing (deleted)` : `sequence number out of order (expected ${expectedSeq})` });
+      const inPlace = seq === expectedSeq;
+      if (!inPlace) problems.push({ seq, problem: seq > expectedSeq ? `actions ${expectedSeq}..${seq - 1} are missing (deleted)` : `sequence number out of order (expected ${expectedSeq})` });
       expectedSeq = seq + 1;
-      if (prevHash !== prev) problems.push({ seq, problem: 'previous-hash link broken (an action was deleted, inserted or reordered before this one)' });
-      if (hasher(prevHash, body) !== hash) problems.push({ seq, problem: 'content does not match its hash (the action was edited)' });
-      else if (tail === null || !body.endsWith(tail)) recheck.push(seq);
+      if (hasher(prev, body) !== hash) {
+        problems.push({ seq, problem: inPlace && ownSeq(body) === seq ? 'content does not match its hash (the action was edited)' : 'previous-hash link broken (an action was deleted, inserted or reordered before this one)' });
+      }
       prev = hash;
       const s = sealAt.get(seq);
       if (s) {
@@ -293,13 +291,6 @@ export class CausalChain {
         else validSeals.push(seq);
       }
       if (problems.length >= 50) break;
-    }
-    const columns = this.store.db.prepare('SELECT id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body FROM actions WHERE seq = ?');
-    const J = JSON.stringify;
-    for (const seq of recheck) {
-      const r = columns.get(seq) as { id: string; parent_id: string | null; run_id: string | null; plan_id: string | null; intent_id: string | null; step_path: string | null; type: string; time: string; body: string };
-      const tail = `,"id":${J(r.id)}${r.intent_id ? `,"intent":${J(r.intent_id)}` : ''}${r.parent_id ? `,"parent":${J(r.parent_id)}` : ''}${r.plan_id ? `,"plan":${J(r.plan_id)}` : ''}${r.run_id ? `,"run":${J(r.run_id)}` : ''},"seq":${seq},"step":${r.step_path ?? '[]'},"time":${J(r.time)},"type":${J(r.type)}}`;
-      if (!r.body.endsWith(tail)) problems.push({ seq, problem: 'indexed columns differ from the hashed content (the row was edited)' });
     }
     // Trust ends at the first problem: the last seal before it is the sealed prefix.
     const firstProblem = problems.reduce((m, p) => Math.min(m, p.seq), Infinity);
@@ -323,17 +314,13 @@ export class CausalChain {
 }
 
 /**
- * SQL for the tail of an action's canonical body (see `bodyText`), built from its columns with
- * `json_quote`. Where it equals the body's tail, every column equals the body's value (a JSON
- * string literal decodes to one string only); where SQLite's escaping differs from JSON.stringify
- * (control characters), the row is checked again exactly.
+ * The sequence number a canonical body names (its top-level `seq`: the last `,"seq":` in the text,
+ * since only strings follow it and a quote inside a JSON string is escaped); NaN if none.
  */
-const TAIL_SQL = `',"id":' || json_quote(id)
-  || CASE WHEN intent_id IS NOT NULL AND intent_id <> '' THEN ',"intent":' || json_quote(intent_id) ELSE '' END
-  || CASE WHEN parent_id IS NOT NULL AND parent_id <> '' THEN ',"parent":' || json_quote(parent_id) ELSE '' END
-  || CASE WHEN plan_id IS NOT NULL AND plan_id <> '' THEN ',"plan":' || json_quote(plan_id) ELSE '' END
-  || CASE WHEN run_id IS NOT NULL AND run_id <> '' THEN ',"run":' || json_quote(run_id) ELSE '' END
-  || ',"seq":' || seq || ',"step":' || coalesce(step_path, '[]') || ',"time":' || json_quote(time) || ',"type":' || json_quote(type) || '}'`;
+function ownSeq(body: string): number {
+  const at = body.lastIndexOf(',"seq":');
+  return at < 0 ? NaN : parseInt(body.slice(at + 7, at + 27), 10);
+}
 
 function sealMessage(seq: number, hash: string): string {
   return `ccos-chain-seal\n${seq}\n${hash}`;
@@ -365,18 +352,20 @@ function rowToAction(r: ActionRow): Action {
   } catch {
     throw new CcosError('chain', `action ${r.seq} is unreadable (its body is not JSON)`, { hint: 'run `ccos chain verify`' });
   }
+  const text = (k: string): string | null => (typeof b[k] === 'string' ? (b[k] as string) : null);
   const a: Action = {
     seq: r.seq,
-    id: r.id,
-    parentId: r.parent_id,
-    runId: r.run_id,
-    planId: r.plan_id,
-    intentId: r.intent_id,
-    stepPath: JSON.parse(r.step_path ?? '[]'),
-    type: r.type as ActionType,
-    time: r.time,
+    id: text('id') ?? '',
+    parentId: text('parent'),
+    runId: text('run'),
+    planId: text('plan'),
+    intentId: text('intent'),
+    stepPath: Array.isArray(b.step) ? (b.step as string[]) : [],
+    type: text('type') as ActionType,
+    time: text('time') ?? '',
     data: (b.data as Record<string, Json>) ?? {},
-    prevHash: r.prev_hash,
+    // The first action links to GENESIS; '' when the action before this one is missing.
+    prevHash: r.prev_hash ?? (r.seq === 1 ? GENESIS : ''),
     hash: r.hash,
   };
   if (typeof b.cost_usd === 'number') a.costUsd = b.cost_usd;

@@ -129,7 +129,8 @@ const RESUME_HELP = `ccos resume — continue a paused or interrupted run
 Usage:
   ccos resume RUN|CHECKPOINT [options]
 
-RUN may be a unique prefix of a run id; CHECKPOINT is a cp-... id (resume from that point).
+RUN may be a unique start or end of a run id (ids begin with their creation time, so the end
+tells recent runs apart); CHECKPOINT is a cp-... id (resume from that point).
 
 Options:
   --answer VALUE       the answer to the call the run waits for (read as RTFS data, else a string)
@@ -213,7 +214,7 @@ Usage:
   ccos chain show [--run R] [--limit N]
 
 Options:
-  --run R        only the actions of run R (a unique prefix is enough)
+  --run R        only the actions of run R (a unique start or end of its id is enough)
   --limit N      only the last N actions
 
 ${GLOBAL_OPTS}`;
@@ -633,14 +634,17 @@ function readTextFile(file: string, what: string): string {
   }
 }
 
-/** Resolves a run id or a unique prefix of one. */
+/**
+ * Resolves a run id, or a unique start or end of one. (Run ids begin with their creation time, so
+ * runs made close together share a start; their ends are random.)
+ */
 function resolveRun(ccos: Ccos, id: string): string {
   if (ccos.orchestrator.runRow(id)) return id;
   const all = ccos.runs({ limit: 1_000_000 }).map((r) => r.id);
-  let hits = all.filter((r) => r.startsWith(id));
-  if (hits.length === 0) hits = all.filter((r) => r.startsWith(`run-${id}`));
+  let hits = all.filter((r) => r.startsWith(id) || r.startsWith(`run-${id}`));
+  if (hits.length === 0) hits = all.filter((r) => r.endsWith(id));
   if (hits.length === 1) return hits[0];
-  if (hits.length > 1) throw new lib!.CcosError('ambiguous', `${id} is the start of ${hits.length} run ids`, { hint: 'give more characters of the run id' });
+  if (hits.length > 1) throw new lib!.CcosError('ambiguous', `${id} matches ${hits.length} run ids`, { hint: 'give more characters of the run id (its end tells runs made close together apart)' });
   throw new lib!.CcosError('not-found', `no run ${id}`, { hint: 'list runs with `ccos runs list`' });
 }
 
