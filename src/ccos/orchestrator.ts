@@ -771,16 +771,18 @@ export class Orchestrator {
   // Checkpoints and endings
 
   /**
-   * Saves the machine (suspended, requests pending) as `cp-<sha256>`; returns the id and size.
-   * Recorded as CheckpointCreated unless the caller's own action names it (PlanPaused does).
+   * Saves the machine (suspended, requests pending) as `cp-<sha256>` and makes it the run's
+   * checkpoint; returns the id and size. A pause (`forPause`) names it in its own PlanPaused
+   * action and run update instead of a CheckpointCreated action and a run update of its own.
    */
-  checkpoint(run: ActiveRun, reason: string, record = true): { id: string; bytes: number } {
+  checkpoint(run: ActiveRun, reason: string, forPause = false): { id: string; bytes: number } {
     const state = JSON.stringify(saveMachine(run.runtime, run.machine));
     const id = `cp-${sha(state)}`;
     this.store.deferredTx(() => {
       this.store.stmt('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, new Date().toISOString(), reason, state);
+      if (forPause) return;
       this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, new Date().toISOString(), run.runId);
-      if (record) this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
+      this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
     });
     return { id, bytes: state.length };
   }
@@ -803,9 +805,9 @@ export class Orchestrator {
 
   private pause(run: ActiveRun, waiting: Json): RunResult {
     const cp = this.store.tx(() => {
-      const { id, bytes } = this.checkpoint(run, 'pause', false);
+      const { id, bytes } = this.checkpoint(run, 'pause', true);
       this.ctxAction(run, 'PlanPaused', [], { checkpoint: id, checkpoint_bytes: bytes, waiting });
-      this.store.stmt("UPDATE runs SET status = 'paused', waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(waiting), new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'paused', checkpoint = ?, waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(id, JSON.stringify(waiting), new Date().toISOString(), run.runId);
       this.chain.sealSoon();
       return id;
     });
