@@ -4,6 +4,7 @@
 // cancellation, and clear errors for a damaged data dir.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -673,3 +674,75 @@ test(
     }
   },
 );
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint storage: unit sources are stored once, as blobs
+
+const STEPPED = `;; ${'a comment that makes the source larger than the rest of a checkpoint '.repeat(40)}
+(let [a (step "one" (call :ccos.echo 1))
+      b (step "two" (call :ccos.user.ask "go on?"))]
+  (step "three" (+ a b)))`;
+
+/** A data dir with one run of STEPPED paused at its question; the node is closed. */
+async function pausedStepped(t: { after: (fn: () => void) => void }): Promise<{ dataDir: string; runId: string; checkpoint: string }> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-cp-src-'));
+  t.after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const ccos = openCcos({ dataDir });
+  try {
+    const r = await ccos.run(STEPPED);
+    assert.equal(r.status, 'paused');
+    return { dataDir, runId: r.runId, checkpoint: r.checkpoint! };
+  } finally {
+    ccos.close();
+  }
+}
+
+/** Resumes the run in a new node (so from its stored checkpoint) and checks it completes with 1 + 2. */
+async function resumeFresh(t: { after: (fn: () => void) => void }, dataDir: string, runId: string): Promise<void> {
+  const ccos = openCcos({ dataDir });
+  t.after(() => ccos.close());
+  const done = await ccos.resume(runId, { answer: 2 });
+  assert.equal(done.status, 'completed', JSON.stringify(done.error));
+  assert.equal(plain(done), 3);
+}
+
+test('checkpoints name the plan source by its blob: stored once for every checkpoint; a new process restores from it', async (t) => {
+  const { dataDir, runId } = await pausedStepped(t);
+  const db = new Database(path.join(dataDir, 'ccos.db'), { readonly: true });
+  const states = db.prepare('SELECT state FROM checkpoints WHERE run_id = ?').pluck().all(runId) as string[];
+  const blobs = db.prepare('SELECT content FROM blobs').pluck().all() as string[];
+  db.close();
+  assert.ok(states.length >= 4, `checkpoints at step boundaries and the pause (${states.length})`);
+  for (const s of states) assert.ok(!s.includes('a comment that makes'), 'no checkpoint repeats the source');
+  assert.ok(states.every((s) => s.length < STEPPED.length), 'each checkpoint is smaller than the source alone');
+  assert.equal(blobs.filter((b) => JSON.parse(b) === STEPPED).length, 1, 'the source is stored once');
+  await resumeFresh(t, dataDir, runId);
+});
+
+test('a checkpoint written with its sources inline (before they were blobs) still restores', async (t) => {
+  const { dataDir, runId, checkpoint } = await pausedStepped(t);
+  const db = new Database(path.join(dataDir, 'ccos.db'));
+  const state = JSON.parse(db.prepare('SELECT state FROM checkpoints WHERE id = ?').pluck().get(checkpoint) as string) as { units: { id: string; file: string; sourceBlob?: string; source?: string }[] };
+  state.units = state.units.map((u) => ({ id: u.id, file: u.file, source: JSON.parse(db.prepare('SELECT content FROM blobs WHERE hash = ?').pluck().get(u.sourceBlob) as string) as string }));
+  const text = JSON.stringify(state);
+  const inlineId = `cp-${createHash('sha256').update(text).digest('hex')}`;
+  db.prepare("INSERT INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, 'pause', ?)").run(inlineId, runId, new Date().toISOString(), text);
+  db.prepare('UPDATE runs SET checkpoint = ? WHERE id = ?').run(inlineId, runId);
+  db.close();
+  await resumeFresh(t, dataDir, runId);
+});
+
+test('a checkpoint whose source blob was altered is refused on resume, naming the unit; chain verify reports the blob', async (t) => {
+  const { dataDir, runId, checkpoint } = await pausedStepped(t);
+  const db = new Database(path.join(dataDir, 'ccos.db'));
+  const state = JSON.parse(db.prepare('SELECT state FROM checkpoints WHERE id = ?').pluck().get(checkpoint) as string) as { units: { file: string; sourceBlob: string }[] };
+  const plan = state.units.find((u) => u.file === '<plan>')!;
+  db.prepare('UPDATE blobs SET content = ? WHERE hash = ?').run(JSON.stringify('(+ 1 1)'), plan.sourceBlob);
+  db.close();
+  const ccos = openCcos({ dataDir });
+  t.after(() => ccos.close());
+  await failsWith(() => ccos.resume(runId, { answer: 2 }), 'checkpoint', /source of unit u-[0-9a-f]+ \(<plan>\).*missing or altered/);
+  const report = ccos.verifyChain();
+  assert.equal(report.ok, false);
+  assert.ok(report.problems.some((p) => p.problem.includes(plan.sourceBlob)), JSON.stringify(report.problems));
+});

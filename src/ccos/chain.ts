@@ -201,15 +201,22 @@ export class CausalChain {
       if (v === undefined) continue;
       let t = canonicalJson(v);
       if (t.length > INLINE_LIMIT) {
-        const hash = `sha256:${sha256(t)}`;
-        this.insertBlob.run(hash, t);
-        v = { $blob: hash, bytes: t.length, summary: t.slice(0, 200) };
+        v = { $blob: this.storeBlob(t), bytes: t.length, summary: t.slice(0, 200) };
         t = canonicalJson(v);
       }
       out[k] = v;
       text += (text.length > 1 ? ',' : '') + JSON.stringify(k) + ':' + t;
     }
     return { data: out, text: text + '}' };
+  }
+
+  /**
+   * Stores a JSON text by content hash, once; returns its address (`blobAddress`). Call inside a
+   * transaction with whatever refers to it.
+   */
+  storeBlob(json: string, address = blobAddress(json)): string {
+    this.insertBlob.run(address, json);
+    return address;
   }
 
   /** A stored blob's JSON. */
@@ -320,6 +327,11 @@ export class CausalChain {
 function ownSeq(body: string): number {
   const at = body.lastIndexOf(',"seq":');
   return at < 0 ? NaN : parseInt(body.slice(at + 7, at + 27), 10);
+}
+
+/** The content address of a blob's JSON text. */
+export function blobAddress(json: string): string {
+  return `sha256:${sha256(json)}`;
 }
 
 function sealMessage(seq: number, hash: string): string {

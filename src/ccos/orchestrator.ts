@@ -51,7 +51,7 @@ import {
   type Scope,
   type Value,
 } from '../rtfs/index.js';
-import type { Action, CausalChain, NewAction } from './chain.js';
+import { blobAddress, type Action, type CausalChain, type NewAction } from './chain.js';
 import { CcosError } from './errors.js';
 import { redact } from './redact.js';
 import { deriveStepProfile } from './providers/sandbox.js';
@@ -121,6 +121,9 @@ interface RunRow {
   waiting: string | null;
   owner: string | null;
 }
+
+/** A checkpoint's state as stored: each unit names its source by blob (older states: inline). */
+type StoredState = Omit<MachineState, 'units'> & { units: { id: string; file: string; source?: string; sourceBlob?: string }[] };
 
 /** What `claim` and `resume` need of a run's row. */
 type RunLease = Pick<RunRow, 'id' | 'status' | 'checkpoint' | 'owner'>;
@@ -241,6 +244,8 @@ export class Orchestrator {
   private readonly profiled = new Set<string>();
   /** The commit shared by the calls that start together (see `commitBarrier`). */
   private barrier: Promise<void> | null = null;
+  /** Unit sources as checkpoints store them: JSON text and blob address, by source. */
+  private readonly sourceBlobs = new Map<string, { json: string; address: string }>();
   /** Runs this process paused, with the checkpoint they paused at (their machines are current). */
   private readonly parked = new Map<string, { run: ActiveRun; checkpoint: string }>();
 
@@ -334,7 +339,7 @@ export class Orchestrator {
     if (checkpoint) {
       const cp = this.store.stmt('SELECT state FROM checkpoints WHERE id = ?').get(checkpoint) as { state: string } | undefined;
       if (!cp) throw new CcosError('checkpoint', `checkpoint ${checkpoint} of run ${row.id} is missing`, { hint: 'resume by run id to use the latest checkpoint, or replay the run' });
-      const { runtime, machine } = restoreMachine(JSON.parse(cp.state) as MachineState);
+      const { runtime, machine } = restoreMachine(this.withSources(JSON.parse(cp.state) as StoredState, checkpoint));
       return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine, cancelling: options.cancelled };
     }
     const runtime = createRuntime();
@@ -345,6 +350,22 @@ export class Orchestrator {
     if (options.fuel !== undefined) machine.fuel = options.fuel;
     machine.start(unit.main);
     return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine, cancelling: options.cancelled };
+  }
+
+  /**
+   * A stored checkpoint state with its units' sources put back (a state names each by its blob;
+   * states written before that carry the source inline). A missing or altered source is refused.
+   */
+  private withSources(state: StoredState, checkpoint: string): MachineState {
+    const units = state.units.map((u) => {
+      if (u.source !== undefined) return { id: u.id, file: u.file, source: u.source };
+      const source = u.sourceBlob ? this.store.stmt('SELECT content FROM blobs WHERE hash = ?').pluck().get(u.sourceBlob) : undefined;
+      if (typeof source !== 'string' || blobAddress(source) !== u.sourceBlob) {
+        throw new CcosError('checkpoint', `checkpoint ${checkpoint} names the source of unit ${u.id} (${u.file}) by ${u.sourceBlob ?? 'nothing'}, which is missing or altered`, { hint: '`ccos chain verify` checks every blob; resume from an earlier checkpoint, or restore the data dir from a backup' });
+      }
+      return { id: u.id, file: u.file, source: JSON.parse(source) as string };
+    });
+    return { ...state, units };
   }
 
   /** Takes the run's lease; refuses when a live process on this host holds it. */
@@ -774,11 +795,28 @@ export class Orchestrator {
    * Saves the machine (suspended, requests pending) as `cp-<sha256>` and makes it the run's
    * checkpoint; returns the id and size. A pause (`forPause`) names it in its own PlanPaused
    * action and run update instead of a CheckpointCreated action and a run update of its own.
+   *
+   * Each unit's source is stored once, as a content-addressed blob, and the state names it by
+   * hash (`sourceBlob`): a plan's source would otherwise be repeated in every checkpoint, at every
+   * pause and step boundary — half of a typical state. The id still covers the source, through
+   * its hash.
    */
   checkpoint(run: ActiveRun, reason: string, forPause = false): { id: string; bytes: number } {
-    const state = JSON.stringify(saveMachine(run.runtime, run.machine));
+    const saved = saveMachine(run.runtime, run.machine);
+    const sources = saved.units.map((u) => {
+      let blob = this.sourceBlobs.get(u.source);
+      if (!blob) {
+        if (this.sourceBlobs.size >= 256) this.sourceBlobs.clear();
+        const json = JSON.stringify(u.source);
+        this.sourceBlobs.set(u.source, (blob = { json, address: blobAddress(json) }));
+      }
+      return blob;
+    });
+    const units: StoredState['units'] = saved.units.map((u, i) => ({ id: u.id, file: u.file, sourceBlob: sources[i].address }));
+    const state = JSON.stringify({ ...saved, units });
     const id = `cp-${sha(state)}`;
     this.store.deferredTx(() => {
+      for (const b of sources) this.chain.storeBlob(b.json, b.address);
       this.store.stmt('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, new Date().toISOString(), reason, state);
       if (forPause) return;
       this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, new Date().toISOString(), run.runId);
