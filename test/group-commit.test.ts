@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { openCcos, type Ccos, type Durability } from '../src/ccos/index.js';
-import { SqliteStore } from '../src/ccos/store/sqlite.js';
+import fc from 'fast-check';
+import { SqliteStore, journalKey } from '../src/ccos/store/sqlite.js';
 import { PAUSE_SEAL_DELAY_MS } from '../src/ccos/chain.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
@@ -269,9 +270,15 @@ test('store: a data dir of schema 2 (action columns stored beside the body) is m
   const paused = await ccos.run('(call :ccos.user.ask "ok?")');
   const before = ccos.chain.list();
   ccos.close();
-  // Rewrite the actions table as schema 2 stored it: every column written out, the previous hash too.
+  // Rewrite the actions table as schema 2 stored it (every column written out, the previous hash
+  // too) and the journal (keyed by the request id as text).
   const old = new Database(path.join(dir, 'ccos.db'));
-  old.exec(`CREATE TABLE actions_v2 (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, parent_id TEXT, run_id TEXT, plan_id TEXT,
+  old.exec(`CREATE TABLE journal_v2 (run_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, capability TEXT, args_hash TEXT,
+      status TEXT NOT NULL, answer TEXT, PRIMARY KEY (run_id, request_id)) WITHOUT ROWID;
+    INSERT INTO journal_v2 SELECT run_id, request_id, kind, capability, args_hash, status, answer FROM journal;
+    DROP TABLE journal;
+    ALTER TABLE journal_v2 RENAME TO journal;
+    CREATE TABLE actions_v2 (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, parent_id TEXT, run_id TEXT, plan_id TEXT,
       intent_id TEXT, step_path TEXT, type TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
     INSERT INTO actions_v2 SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body,
       COALESCE((SELECT p.hash FROM actions p WHERE p.seq = actions.seq - 1), '${'0'.repeat(64)}'), hash FROM actions;
@@ -286,10 +293,34 @@ test('store: a data dir of schema 2 (action columns stored beside the body) is m
   assert.equal(ccos.store.getMeta('schema_version'), '3');
   assert.equal(ccos.store.db.prepare("SELECT COUNT(*) FROM pragma_table_xinfo('actions') WHERE hidden = 2").pluck().get(), 8, 'eight columns are generated from the body');
   assert.deepEqual(ccos.chain.list(), before);
+  assert.deepEqual(
+    ccos.store.db.prepare('SELECT request_id, request_key FROM journal WHERE run_id = ? ORDER BY request_key').all(paused.runId),
+    [{ request_id: 'r1.f0', request_key: 'ra1.fa0' }],
+    'journal rows are keyed by request number',
+  );
   assert.ok(ccos.chain.list({ runId: done.runId }).length >= 4, 'the run index was rebuilt');
   const report = ccos.verifyChain();
   assert.equal(report.ok, true, JSON.stringify(report.problems));
   const resumed = await ccos.resume(paused.runId, { answer: 'yes' });
   assert.equal(resumed.status, 'completed');
   assert.equal(ccos.verifyChain().ok, true);
+});
+
+test('journalKey: text order is the numeric order of request ids, and distinct ids keep distinct keys', () => {
+  const id = fc.tuple(fc.nat({ max: 10 ** 9 }), fc.nat({ max: 999 }), fc.option(fc.constantFrom('/ccos.echo/1', '/x2/10', ''), { nil: '' }));
+  fc.assert(
+    fc.property(id, id, ([r1, f1, s1], [r2, f2, s2]) => {
+      const a = `r${r1}.f${f1}${s1}`;
+      const b = `r${r2}.f${f2}${s2}`;
+      const ka = journalKey(a);
+      const kb = journalKey(b);
+      if (a === b) return ka === kb;
+      if (ka === kb) return false;
+      // Requests are numbered in the order a machine asks them: that order must be the key order.
+      if (r1 !== r2) return r1 < r2 === ka < kb;
+      if (f1 !== f2) return f1 < f2 === ka < kb;
+      return true;
+    }),
+    { numRuns: 2000 },
+  );
 });
