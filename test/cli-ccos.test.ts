@@ -12,7 +12,7 @@ import Database from 'better-sqlite3';
 import type { Action } from '../src/ccos/chain.js';
 import { LiveView } from '../src/cli/ccos-live.js';
 import { stepTreeOf } from '../src/cli/ccos-format.js';
-import { jsonLine, noStack } from './support.js';
+import { jsonLine, noStack, rewriteAsSchema2 } from './support.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/ccos.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'ccos-cli-'));
@@ -623,4 +623,21 @@ test('runs on a non-terminal print no live output', () => {
   assert.equal(r.status, 0);
   assert.equal(r.stdout, `{:n ${json<{ value: string }>(ccos(['call', 'ccos.state.counter.get', '"visits"', '--json'])).value}}\n`);
   noAnsi(r.stdout + r.stderr);
+});
+
+test('a data dir written by an older CCOS is upgraded on open, saying so on stderr; --json output stays clean', () => {
+  const data = join(dir, 'upgrade-data');
+  const first = ccosIn(data, ['run', ASK, '--json']);
+  assert.equal(first.status, 3, first.stderr);
+  const runId = jsonLine<{ runId: string }>(first).runId;
+  rewriteAsSchema2(join(data, 'ccos.db'));
+  const list = ccosIn(data, ['runs', 'list', '--json']);
+  assert.equal(list.status, 0, list.stderr);
+  assert.match(list.stderr, /upgrading the data dir from schema 2 to 3/);
+  assert.ok(list.stdout.includes(runId), list.stdout);
+  const again = ccosIn(data, ['resume', runId, '--answer', '"me"', '--json']);
+  assert.equal(again.status, 0, again.stderr);
+  assert.equal(again.stderr, '', 'upgraded once');
+  const verify = ccosIn(data, ['chain', 'verify', '--json']);
+  assert.equal(verify.status, 0, verify.stdout + verify.stderr);
 });

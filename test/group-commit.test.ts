@@ -12,6 +12,7 @@ import { openCcos, type Ccos, type Durability } from '../src/ccos/index.js';
 import fc from 'fast-check';
 import { SqliteStore, journalKey } from '../src/ccos/store/sqlite.js';
 import { PAUSE_SEAL_DELAY_MS } from '../src/ccos/chain.js';
+import { rewriteAsSchema2 } from './support.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-group-'));
@@ -270,26 +271,14 @@ test('store: a data dir of schema 2 (action columns stored beside the body) is m
   const paused = await ccos.run('(call :ccos.user.ask "ok?")');
   const before = ccos.chain.list();
   ccos.close();
-  // Rewrite the actions table as schema 2 stored it (every column written out, the previous hash
-  // too) and the journal (keyed by the request id as text).
-  const old = new Database(path.join(dir, 'ccos.db'));
-  old.exec(`CREATE TABLE journal_v2 (run_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, capability TEXT, args_hash TEXT,
-      status TEXT NOT NULL, answer TEXT, PRIMARY KEY (run_id, request_id)) WITHOUT ROWID;
-    INSERT INTO journal_v2 SELECT run_id, request_id, kind, capability, args_hash, status, answer FROM journal;
-    DROP TABLE journal;
-    ALTER TABLE journal_v2 RENAME TO journal;
-    CREATE TABLE actions_v2 (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, parent_id TEXT, run_id TEXT, plan_id TEXT,
-      intent_id TEXT, step_path TEXT, type TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
-    INSERT INTO actions_v2 SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body,
-      COALESCE((SELECT p.hash FROM actions p WHERE p.seq = actions.seq - 1), '${'0'.repeat(64)}'), hash FROM actions;
-    DROP TABLE actions;
-    ALTER TABLE actions_v2 RENAME TO actions;
-    CREATE INDEX actions_run ON actions(run_id, seq);
-    UPDATE meta SET value = '2' WHERE key = 'schema_version';`);
+  rewriteAsSchema2(path.join(dir, 'ccos.db'));
+  const old = new Database(path.join(dir, 'ccos.db'), { readonly: true });
   assert.equal(old.prepare("SELECT COUNT(*) FROM pragma_table_xinfo('actions') WHERE hidden = 2").pluck().get(), 0, 'the old table has no generated columns');
   old.close();
-  ccos = openCcos({ dataDir: dir });
+  const upgrades: [number, number][] = [];
+  ccos = openCcos({ dataDir: dir, onUpgrade: (from, to) => upgrades.push([from, to]) });
   t.after(() => ccos.close());
+  assert.deepEqual(upgrades, [[2, 3]], 'the caller is told before the upgrade');
   assert.equal(ccos.store.getMeta('schema_version'), '3');
   assert.equal(ccos.store.db.prepare("SELECT COUNT(*) FROM pragma_table_xinfo('actions') WHERE hidden = 2").pluck().get(), 8, 'eight columns are generated from the body');
   assert.deepEqual(ccos.chain.list(), before);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { CcosError, openCcos, type Ccos } from '../src/ccos/index.js';
 
 /** Expects `fn` to fail with a CcosError of `code` (thrown or rejected); returns the error. */
@@ -39,3 +40,28 @@ export function jsonLine<T = Record<string, unknown>>(r: { stdout: string; stder
 
 /** Output must not contain a JS stack trace. */
 export const noStack = (s: string): void => assert.doesNotMatch(s, /\n\s+at .*\.js:\d+/, `unexpected stack trace:\n${s}`);
+
+/**
+ * Rewrites a data dir's database as schema 2 stored it: the actions table with every column written
+ * out (the previous hash too), the journal keyed by the request id as text.
+ */
+export function rewriteAsSchema2(dbPath: string): void {
+  const db = new Database(dbPath);
+  try {
+    db.exec(`CREATE TABLE journal_v2 (run_id TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, capability TEXT, args_hash TEXT,
+        status TEXT NOT NULL, answer TEXT, PRIMARY KEY (run_id, request_id)) WITHOUT ROWID;
+      INSERT INTO journal_v2 SELECT run_id, request_id, kind, capability, args_hash, status, answer FROM journal;
+      DROP TABLE journal;
+      ALTER TABLE journal_v2 RENAME TO journal;
+      CREATE TABLE actions_v2 (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, parent_id TEXT, run_id TEXT, plan_id TEXT,
+        intent_id TEXT, step_path TEXT, type TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+      INSERT INTO actions_v2 SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body,
+        COALESCE((SELECT p.hash FROM actions p WHERE p.seq = actions.seq - 1), '${'0'.repeat(64)}'), hash FROM actions;
+      DROP TABLE actions;
+      ALTER TABLE actions_v2 RENAME TO actions;
+      CREATE INDEX actions_run ON actions(run_id, seq);
+      UPDATE meta SET value = '2' WHERE key = 'schema_version';`);
+  } finally {
+    db.close();
+  }
+}

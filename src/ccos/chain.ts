@@ -78,7 +78,7 @@ interface ActionRow {
   seq: number;
   body: string;
   hash: string;
-  /** The previous row's hash (selected with PREV_HASH_SQL). */
+  /** The previous row's hash (see ROW_SQL); null when there is no such row. */
   prev_hash: string | null;
 }
 
@@ -256,8 +256,8 @@ export class CausalChain {
 
   /**
    * Verifies the whole chain: contiguous sequence numbers from 1, each body hashing to its stored
-   * hash with the previous hash, and every seal signed by the node key
-   * over the hash at its sequence number.
+   * hash with the previous hash, and every seal signed by the node key over the hash at its
+   * sequence number.
    */
   verify(): VerifyReport {
     try {

@@ -48,6 +48,8 @@ export interface CcosOptions {
   defaultTimeoutMs?: number;
   /** Refuse to create a missing data dir. */
   mustExist?: boolean;
+  /** Told before data written by an older CCOS is upgraded (a large chain takes seconds). */
+  onUpgrade?: (fromSchema: number, toSchema: number) => void;
 }
 
 /** A summary row of `runs()`. */
@@ -82,7 +84,7 @@ export class Ccos {
 
   constructor(opts: CcosOptions = {}) {
     this.dataDir = resolveDataDir(opts.dataDir);
-    this.store = new SqliteStore(this.dataDir, { durability: opts.durability, mustExist: opts.mustExist });
+    this.store = new SqliteStore(this.dataDir, { durability: opts.durability, mustExist: opts.mustExist, onUpgrade: opts.onUpgrade });
     const key = NodeKey.load(this.store);
     this.chain = new CausalChain(this.store, key);
     this.registry = new CapabilityRegistry(this.store, (m) => (m.provider.kind === 'rtfs' ? rtfsProvider(m) : this.providerFactories.get(m.provider.kind)?.(m)));

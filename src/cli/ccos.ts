@@ -591,7 +591,14 @@ async function load(): Promise<{ lib: Lib; kernel: Kernel; fmt: Format }> {
 
 async function open(c: Ctx, o: { mustExist?: boolean; workspace?: string; allowHosts?: string[]; strict?: boolean } = {}): Promise<{ ccos: Ccos; lib: Lib; kernel: Kernel; fmt: Format }> {
   const m = await load();
-  const ccos = m.lib.openCcos({ dataDir: c.dataDir, mustExist: o.mustExist, workspaceRoot: o.workspace, allowedHosts: o.allowHosts, durability: o.strict ? 'strict' : 'normal' });
+  const ccos = m.lib.openCcos({
+    dataDir: c.dataDir,
+    mustExist: o.mustExist,
+    workspaceRoot: o.workspace,
+    allowedHosts: o.allowHosts,
+    durability: o.strict ? 'strict' : 'normal',
+    onUpgrade: (from, to) => process.stderr.write(`upgrading the data dir from schema ${from} to ${to} (once; a large chain takes a while)…\n`),
+  });
   opened.push(ccos);
   return { ccos, ...m };
 }

@@ -43,7 +43,7 @@ export function journalKey(requestId: string): string {
 
 // An action is stored once, as its hashed canonical body; the columns that queries filter on are
 // generated from it (VIRTUAL: computed when read, not stored). Why: the columns can never disagree
-// with what is hashed, and a row is a third smaller, which is a third fewer pages per commit.
+// with what is hashed, and a row is a third smaller (fewer pages to write).
 // (The previous hash is the previous row's hash, so it is not stored either.)
 const ACTION_COLUMNS = `seq INTEGER PRIMARY KEY, body TEXT NOT NULL, hash TEXT NOT NULL,
   id TEXT GENERATED ALWAYS AS (body ->> '$.id') VIRTUAL,
@@ -88,6 +88,8 @@ export interface StoreOptions {
   durability?: Durability;
   /** Open without creating the data dir (read-only commands on a missing dir fail clearly). */
   mustExist?: boolean;
+  /** Told before data written by an older CCOS is upgraded (a large chain takes seconds). */
+  onUpgrade?: (fromSchema: number, toSchema: number) => void;
 }
 
 /** The data directory: `--data-dir`, else `CCOS_HOME`, else `.ccos` under the current directory. */
@@ -155,7 +157,10 @@ export class SqliteStore {
       if (v === undefined) this.setMeta('schema_version', String(SCHEMA_VERSION));
       else if (Number(v) > SCHEMA_VERSION) {
         throw new CcosError('data-dir', `the data in ${dataDir} was written by a newer CCOS (schema ${v}, this one reads ${SCHEMA_VERSION})`, { hint: 'upgrade ccos' });
-      } else if (Number(v) < SCHEMA_VERSION) this.migrate(Number(v));
+      } else if (Number(v) < SCHEMA_VERSION) {
+        opts.onUpgrade?.(Number(v), SCHEMA_VERSION);
+        this.migrate(Number(v));
+      }
     } catch (e) {
       if (e instanceof CcosError) throw e;
       const msg = (e as Error).message;
