@@ -104,7 +104,7 @@ function rewriteBody(body: string, edit: (b: Record<string, unknown>) => void): 
 function rehashFrom(db: Database.Database, fromSeq: number): void {
   const rows = db.prepare('SELECT seq, body FROM actions WHERE seq >= ? ORDER BY seq').all(fromSeq) as { seq: number; body: string }[];
   let prev = (db.prepare('SELECT hash FROM actions WHERE seq = ?').pluck().get(fromSeq - 1) as string | undefined) ?? '0'.repeat(64);
-  const upd = db.prepare('UPDATE actions SET hash = ? WHERE seq = ?');
+  const upd = db.prepare('UPDATE action_rows SET hash = ? WHERE seq = ?');
   for (const r of rows) {
     const h = sha256(prev + r.body);
     upd.run(h, r.seq);
@@ -149,7 +149,7 @@ test('(a) editing one action body is detected at that action, and only there', a
   tamper(f, (db) => {
     const body = rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"'));
     assert.notEqual(body, target.body);
-    db.prepare('UPDATE actions SET body = ? WHERE seq = ?').run(body, target.seq);
+    db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(body, target.seq);
   });
   const report = verify(f);
   assertFails(report, target.seq, /edited/);
@@ -160,18 +160,19 @@ test('(a) editing one action body is detected at that action, and only there', a
 test('(a2) a one-character edit that keeps valid JSON (whitespace) is detected', async (t) => {
   const f = await fixture(t);
   const target = middle(f);
-  tamper(f, (db) => db.prepare('UPDATE actions SET body = ? WHERE seq = ?').run(target.body.replace(/^\{/, '{ '), target.seq));
+  tamper(f, (db) => db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(target.body.replace(/^\{/, '{ '), target.seq));
   assertFails(verify(f), target.seq, /edited/);
 });
 
-test('(a3) the indexed columns are generated from the hashed body: they cannot be edited apart from it', async (t) => {
+test('(a3) the columns queries filter on are read from the hashed body: they cannot be edited apart from it', async (t) => {
   const f = await fixture(t);
   const target = middle(f);
+  assert.throws(() => tamper(f, (db) => db.prepare("UPDATE action_rows SET run_id = 'x' WHERE seq = ?").run(target.seq)), /generated column/);
   for (const column of ['type', 'run_id', 'id', 'parent_id', 'plan_id', 'intent_id', 'step_path', 'time']) {
-    assert.throws(() => tamper(f, (db) => db.prepare(`UPDATE actions SET ${column} = 'x' WHERE seq = ?`).run(target.seq)), /generated column/, column);
+    assert.throws(() => tamper(f, (db) => db.prepare(`UPDATE actions SET ${column} = 'x' WHERE seq = ?`).run(target.seq)), /view/, column);
   }
   // Moving an action to another run means editing its body, which its hash gives away.
-  tamper(f, (db) => db.prepare('UPDATE actions SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => (b.run = f.runIds[0])), target.seq));
+  tamper(f, (db) => db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => (b.run = f.runIds[0])), target.seq));
   const ccos = openCcos({ dataDir: f.dataDir, mustExist: true });
   try {
     assert.ok(ccos.chain.list({ runId: f.runIds[0] }).some((a) => a.seq === target.seq), 'the run column follows the body');
@@ -194,7 +195,7 @@ test('step names with quotes, backslashes and control characters verify', async 
 test('(b) deleting a middle action is detected at the next one, naming the missing number', async (t) => {
   const f = await fixture(t);
   const target = middle(f);
-  tamper(f, (db) => db.prepare('DELETE FROM actions WHERE seq = ?').run(target.seq));
+  tamper(f, (db) => db.prepare('DELETE FROM action_rows WHERE seq = ?').run(target.seq));
   const report = verify(f);
   assertFails(report, target.seq + 1, new RegExp(`${target.seq}\\.\\.${target.seq} are missing|deleted`));
   assert.ok(report.problems.some((p) => p.seq === target.seq + 1 && /link/.test(p.problem)), 'the link of the next action is broken');
@@ -203,7 +204,7 @@ test('(b) deleting a middle action is detected at the next one, naming the missi
 test('(b2) deleting the sealed tail of the chain is detected by the seal over it', async (t) => {
   const f = await fixture(t);
   const lastSeal = f.seals[f.seals.length - 1];
-  tamper(f, (db) => db.prepare('DELETE FROM actions WHERE seq >= ?').run(lastSeal.seq - 2));
+  tamper(f, (db) => db.prepare('DELETE FROM action_rows WHERE seq >= ?').run(lastSeal.seq - 2));
   const report = verify(f);
   assertFails(report, lastSeal.seq, /missing|deleted/);
 });
@@ -214,15 +215,15 @@ test('(c) inserting a forged action in the middle, with a correctly recomputed h
   const k = target.seq;
   tamper(f, (db) => {
     // Make room at k, then insert a forged action linked to the real k-1.
-    db.prepare('UPDATE actions SET seq = seq + 1000000 WHERE seq >= ?').run(k);
-    db.prepare('UPDATE actions SET seq = seq - 999999 WHERE seq >= 1000000').run();
+    db.prepare('UPDATE action_rows SET seq = seq + 1000000 WHERE seq >= ?').run(k);
+    db.prepare('UPDATE action_rows SET seq = seq - 999999 WHERE seq >= 1000000').run();
     const prev = f.rows[k - 2].hash;
     const body = rewriteBody(target.body, (b) => {
       b.seq = k;
       b.id = 'act-forged';
       (b.data as Record<string, unknown>).result = '"forged"';
     });
-    db.prepare('INSERT INTO actions (seq, body, hash) VALUES (?, ?, ?)').run(k, body, sha256(prev + body));
+    db.prepare('INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?)').run(k, body, sha256(prev + body));
   });
   const report = verify(f);
   // The forged action itself is internally consistent; the chain breaks right after it.
@@ -254,7 +255,7 @@ test(
 function appendForged(db: Database.Database, last: Row, runId: string): void {
   const seq = last.seq + 1;
   const body = canonicalJson({ seq, id: 'act-forged-tail', type: 'PlanCompleted', time: new Date().toISOString(), step: [], data: { result: '"forged"' }, run: runId });
-  db.prepare('INSERT INTO actions (seq, body, hash) VALUES (?, ?, ?)').run(seq, body, sha256(last.hash + body));
+  db.prepare('INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?)').run(seq, body, sha256(last.hash + body));
 }
 
 test('(d) swapping two actions (reorder) is detected at the first of them', async (t) => {
@@ -262,9 +263,9 @@ test('(d) swapping two actions (reorder) is detected at the first of them', asyn
   const i = middle(f).seq;
   const j = i + 3;
   tamper(f, (db) => {
-    db.prepare('UPDATE actions SET seq = -1 WHERE seq = ?').run(i);
-    db.prepare('UPDATE actions SET seq = ? WHERE seq = ?').run(i, j);
-    db.prepare('UPDATE actions SET seq = ? WHERE seq = -1').run(j);
+    db.prepare('UPDATE action_rows SET seq = -1 WHERE seq = ?').run(i);
+    db.prepare('UPDATE action_rows SET seq = ? WHERE seq = ?').run(i, j);
+    db.prepare('UPDATE action_rows SET seq = ? WHERE seq = -1').run(j);
   });
   const report = verify(f);
   assertFails(report, i, /link|order|indexed/);
@@ -279,9 +280,9 @@ test('(d2) reordering with every hash and body recomputed (seq fields rewritten)
   tamper(f, (db) => {
     const bi = f.rows[i - 1];
     const bj = f.rows[j - 1];
-    db.prepare('UPDATE actions SET seq = -1 WHERE seq = ?').run(i);
-    db.prepare('UPDATE actions SET seq = ?, body = ? WHERE seq = ?').run(i, rewriteBody(bj.body, (b) => (b.seq = i)), j);
-    db.prepare('UPDATE actions SET seq = ?, body = ? WHERE seq = -1').run(j, rewriteBody(bi.body, (b) => (b.seq = j)));
+    db.prepare('UPDATE action_rows SET seq = -1 WHERE seq = ?').run(i);
+    db.prepare('UPDATE action_rows SET seq = ?, body = ? WHERE seq = ?').run(i, rewriteBody(bj.body, (b) => (b.seq = i)), j);
+    db.prepare('UPDATE action_rows SET seq = ?, body = ? WHERE seq = -1').run(j, rewriteBody(bi.body, (b) => (b.seq = j)));
     rehashFrom(db, i);
   });
   const firstSealAfter = f.seals.find((s) => s.seq >= i)!.seq;
@@ -292,7 +293,7 @@ test('(e) an edit with every later hash recomputed (no key) breaks the next seal
   const f = await fixture(t);
   const target = middle(f);
   tamper(f, (db) => {
-    db.prepare('UPDATE actions SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"')), target.seq);
+    db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"')), target.seq);
     rehashFrom(db, target.seq);
   });
   const firstSealAfter = f.seals.find((s) => s.seq >= target.seq)!.seq;
@@ -306,7 +307,7 @@ test('(e2) ... and also rewriting the seals head hashes is caught by their signa
   const f = await fixture(t);
   const target = middle(f);
   tamper(f, (db) => {
-    db.prepare('UPDATE actions SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"')), target.seq);
+    db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"')), target.seq);
     rehashFrom(db, target.seq);
     db.prepare('UPDATE seals SET head_hash = (SELECT hash FROM actions WHERE actions.seq = seals.seq)').run();
   });
@@ -321,7 +322,7 @@ test('(e3) ... and re-signing the seals with another key (published in the db) i
   const pub = publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const keyId = `node-${sha256(pub).slice(0, 16)}`;
   tamper(f, (db) => {
-    db.prepare('UPDATE actions SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"')), target.seq);
+    db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"')), target.seq);
     rehashFrom(db, target.seq);
     db.prepare('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)').run(`key:${keyId}`, pub);
     db.prepare("UPDATE meta SET value = ? WHERE key = 'node_key'").run(keyId);
@@ -343,7 +344,7 @@ test(
     const f = await fixture(t);
     const target = middle(f);
     tamper(f, (db) => {
-      db.prepare('UPDATE actions SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"')), target.seq);
+      db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => ((b.data as Record<string, unknown>).result = '"forged"')), target.seq);
       rehashFrom(db, target.seq);
       db.prepare('DELETE FROM seals WHERE seq >= ?').run(target.seq);
     });

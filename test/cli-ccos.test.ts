@@ -330,7 +330,7 @@ test('chain verify detects an edited action and names its seq', () => {
   assert.ok(row, 'a CapabilityCall of counter.inc is on the chain');
   const edited = row.body.replace('visits', 'visitz');
   assert.notEqual(edited, row.body);
-  db.prepare('UPDATE actions SET body = ? WHERE seq = ?').run(edited, row.seq);
+  db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(edited, row.seq);
   db.close();
   const v = ccosIn(data, ['chain', 'verify']);
   assert.equal(v.status, 1, v.stdout);
@@ -348,7 +348,7 @@ test('chain verify detects a deleted middle action', () => {
   const db = new Database(join(data, 'ccos.db'));
   const { n } = db.prepare('SELECT COUNT(*) AS n FROM actions').get() as { n: number };
   const middle = Math.floor(n / 2);
-  db.prepare('DELETE FROM actions WHERE seq = ?').run(middle);
+  db.prepare('DELETE FROM action_rows WHERE seq = ?').run(middle);
   db.close();
   const v = ccosIn(data, ['chain', 'verify']);
   assert.equal(v.status, 1, v.stdout);

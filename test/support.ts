@@ -57,7 +57,8 @@ export function rewriteAsSchema2(dbPath: string): void {
         intent_id TEXT, step_path TEXT, type TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
       INSERT INTO actions_v2 SELECT seq, id, parent_id, run_id, plan_id, intent_id, step_path, type, time, body,
         COALESCE((SELECT p.hash FROM actions p WHERE p.seq = actions.seq - 1), '${'0'.repeat(64)}'), hash FROM actions;
-      DROP TABLE actions;
+      DROP VIEW actions;
+      DROP TABLE action_rows;
       ALTER TABLE actions_v2 RENAME TO actions;
       CREATE INDEX actions_run ON actions(run_id, seq);
       UPDATE meta SET value = '2' WHERE key = 'schema_version';`);

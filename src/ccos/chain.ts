@@ -83,7 +83,7 @@ interface ActionRow {
 }
 
 /** The columns an ActionRow is read from (the previous hash is the previous row's). */
-const ROW_SQL = 'seq, body, hash, (SELECT p.hash FROM actions p WHERE p.seq = actions.seq - 1) AS prev_hash';
+const ROW_SQL = 'seq, body, hash, (SELECT p.hash FROM action_rows p WHERE p.seq = action_rows.seq - 1) AS prev_hash';
 
 /** Result of `verify`. */
 export interface VerifyReport {
@@ -116,9 +116,9 @@ export class CausalChain {
   ) {
     const db = store.db;
     this.insert = db.prepare(
-      'INSERT INTO actions (seq, body, hash) VALUES (?, ?, ?)',
+      'INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?)',
     );
-    this.head = db.prepare('SELECT seq, hash FROM actions ORDER BY seq DESC LIMIT 1');
+    this.head = db.prepare('SELECT seq, hash FROM action_rows ORDER BY seq DESC LIMIT 1');
     this.insertBlob = db.prepare('INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)');
   }
 
@@ -237,7 +237,7 @@ export class CausalChain {
       where.push('seq > ?');
       args.push(filter.afterSeq);
     }
-    const sql = `SELECT ${ROW_SQL} FROM actions ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq${filter.limit ? ' LIMIT ' + Number(filter.limit) : ''}`;
+    const sql = `SELECT ${ROW_SQL} FROM action_rows ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq${filter.limit ? ' LIMIT ' + Number(filter.limit) : ''}`;
     try {
       return (this.store.stmt(sql).all(...args) as ActionRow[]).map(rowToAction);
     } catch (e) {
@@ -248,7 +248,7 @@ export class CausalChain {
   /** Streams every action (for export and verification) without loading the chain in memory. */
   *iterate(): IterableIterator<Action> {
     let prevHash = GENESIS;
-    for (const row of this.store.db.prepare('SELECT seq, body, hash FROM actions ORDER BY seq').iterate() as IterableIterator<ActionRow>) {
+    for (const row of this.store.db.prepare('SELECT seq, body, hash FROM action_rows ORDER BY seq').iterate() as IterableIterator<ActionRow>) {
       yield rowToAction({ ...row, prev_hash: prevHash });
       prevHash = row.hash;
     }
@@ -277,11 +277,11 @@ export class CausalChain {
     let count = 0;
     // One-shot hashing: about twice as fast as createHash for small inputs.
     const hasher = (p: string, body: string): string => hash('sha256', p + body);
-    // The other columns are generated from the body (see the store's ACTION_COLUMNS), so the body
+    // The other columns are read from the body (see the store's ACTION_ROWS), so the body
     // and its hash are all there is to check. The body names its own sequence number: one that
     // differs from its place tells a moved action from an edited one.
     const validSeals: number[] = [];
-    for (const row of this.store.db.prepare('SELECT seq, body, hash FROM actions ORDER BY seq').raw().iterate() as IterableIterator<unknown[]>) {
+    for (const row of this.store.db.prepare('SELECT seq, body, hash FROM action_rows ORDER BY seq').raw().iterate() as IterableIterator<unknown[]>) {
       const [seq, body, hash] = row as [number, string, string];
       count++;
       const inPlace = seq === expectedSeq;
