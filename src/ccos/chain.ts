@@ -99,6 +99,21 @@ export interface VerifyReport {
 
 const sha256 = (s: string): string => hash('sha256', s);
 
+let isoMs = -1;
+let isoText = '';
+/**
+ * The current time as an ISO 8601 string, as `new Date().toISOString()` gives it. Formatting costs
+ * ~0.5 µs and every action and run update needs one; within one millisecond the text is the same.
+ */
+export function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
+}
+
 /** The chain over a store. */
 export class CausalChain {
   private readonly insert;
@@ -142,7 +157,7 @@ export class CausalChain {
       intentId: a.intentId ?? null,
       stepPath: a.stepPath ?? [],
       type: a.type,
-      time: new Date().toISOString(),
+      time: isoNow(),
       data,
       prevHash,
       hash: '',
@@ -166,7 +181,7 @@ export class CausalChain {
     const exists = this.store.stmt('SELECT 1 FROM seals WHERE seq = ?').get(h.seq);
     this.sinceSeal = 0;
     if (exists) return;
-    const time = new Date().toISOString();
+    const time = isoNow();
     const signature = this.key.sign(sealMessage(h.seq, h.hash));
     this.store.stmt('INSERT INTO seals (seq, head_hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)').run(h.seq, h.hash, time, this.key.id, signature);
   }

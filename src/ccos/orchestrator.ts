@@ -51,7 +51,7 @@ import {
   type Scope,
   type Value,
 } from '../rtfs/index.js';
-import { blobAddress, type Action, type CausalChain, type NewAction } from './chain.js';
+import { blobAddress, isoNow, type Action, type CausalChain, type NewAction } from './chain.js';
 import { CcosError } from './errors.js';
 import { redact } from './redact.js';
 import { deriveStepProfile } from './providers/sandbox.js';
@@ -284,7 +284,7 @@ export class Orchestrator {
     const planId = `plan-${sha(source).slice(0, 16)}`;
     runtime.load(preamble(prStr(inputs), runId, planId, opts.intentId ?? null), '<input>');
     const unit = runtime.load(source, file); // compile errors throw here: nothing has run
-    const now = new Date().toISOString();
+    const now = isoNow();
     const machine = runtime.machine();
     if (opts.fuel !== undefined) machine.fuel = opts.fuel;
     const run: ActiveRun = { runId, planId, intentId: opts.intentId ?? null, options: opts, runtime, machine, fresh: true };
@@ -371,7 +371,7 @@ export class Orchestrator {
   /** Takes the run's lease; refuses when a live process on this host holds it. */
   private claim(row: RunLease, markRunning = false): void {
     this.checkLease(row);
-    if (markRunning) this.store.stmt("UPDATE runs SET owner = ?, status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(owner(), new Date().toISOString(), row.id);
+    if (markRunning) this.store.stmt("UPDATE runs SET owner = ?, status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(owner(), isoNow(), row.id);
     else this.store.stmt('UPDATE runs SET owner = ? WHERE id = ?').run(owner(), row.id);
   }
 
@@ -687,7 +687,7 @@ export class Orchestrator {
             if ('value' in result && result.tokens !== undefined) data.tokens = result.tokens;
             this.ctxAction(run, 'CapabilityResult', req.stepPath, key ? { ...data, idempotency_key: key.key } : data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
             this.journal(run, req, 'answered', answer, req.capability, h);
-            if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, new Date().toISOString());
+            if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, isoNow());
           };
           // In the drive loop the write joins the batch written before the answers are delivered;
           // a nested call (inside an RTFS capability) is used at once, so it is written now.
@@ -817,9 +817,9 @@ export class Orchestrator {
     const id = `cp-${sha(state)}`;
     this.store.deferredTx(() => {
       for (const b of sources) this.chain.storeBlob(b.json, b.address);
-      this.store.stmt('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, new Date().toISOString(), reason, state);
+      this.store.stmt('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, isoNow(), reason, state);
       if (forPause) return;
-      this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, new Date().toISOString(), run.runId);
+      this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, isoNow(), run.runId);
       this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });
     });
     return { id, bytes: state.length };
@@ -845,7 +845,7 @@ export class Orchestrator {
     const cp = this.store.tx(() => {
       const { id, bytes } = this.checkpoint(run, 'pause', true);
       this.ctxAction(run, 'PlanPaused', [], { checkpoint: id, checkpoint_bytes: bytes, waiting });
-      this.store.stmt("UPDATE runs SET status = 'paused', checkpoint = ?, waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(id, JSON.stringify(waiting), new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'paused', checkpoint = ?, waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(id, JSON.stringify(waiting), isoNow(), run.runId);
       this.chain.sealSoon();
       return id;
     });
@@ -858,7 +858,7 @@ export class Orchestrator {
   private finishCompleted(run: ActiveRun, value: Value): RunResult {
     this.store.tx(() => {
       this.ctxAction(run, 'PlanCompleted', [], { result: prStr(value) });
-      this.store.stmt("UPDATE runs SET status = 'completed', result = ?, owner = NULL, waiting = NULL, updated = ? WHERE id = ?").run(JSON.stringify(valueToJson(value)), new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'completed', result = ?, owner = NULL, waiting = NULL, updated = ? WHERE id = ?").run(JSON.stringify(valueToJson(value)), isoNow(), run.runId);
       this.chain.seal();
     });
     return { runId: run.runId, status: 'completed', value };
@@ -868,7 +868,7 @@ export class Orchestrator {
     const error = errorSummary(e as ErrorValue);
     this.store.tx(() => {
       this.ctxAction(run, 'PlanAborted', [], { error: error as unknown as Json });
-      this.store.stmt("UPDATE runs SET status = 'failed', error = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(error), new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'failed', error = ?, owner = NULL, updated = ? WHERE id = ?").run(JSON.stringify(error), isoNow(), run.runId);
       this.chain.seal();
     });
     return { runId: run.runId, status: 'failed', error };
@@ -887,7 +887,7 @@ export class Orchestrator {
     const clean = !error || (code instanceof Keyword && code.name === 'cancelled');
     this.store.tx(() => {
       this.ctxAction(run, 'PlanCancelled', [], clean ? { by: owner(), compensated: true } : { by: owner(), compensated: false, error: errorSummary(error!) as unknown as Json });
-      this.store.stmt("UPDATE runs SET status = 'cancelled', owner = NULL, waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), run.runId);
+      this.store.stmt("UPDATE runs SET status = 'cancelled', owner = NULL, waiting = NULL, updated = ? WHERE id = ?").run(isoNow(), run.runId);
       this.chain.seal();
     });
     return { runId: run.runId, status: 'cancelled', ...(clean ? {} : { error: errorSummary(error!) }) };
@@ -906,13 +906,13 @@ export class Orchestrator {
     if (mine) {
       // Driven here: the driver stops before its next request and unwinds.
       mine.cancelRequested = true;
-      this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
+      this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(isoNow(), runId);
       return { runId, status: 'cancelled' };
     }
     if (row.status === 'running' && row.owner && row.owner !== owner()) {
       const [pid, host] = row.owner.split('@');
       if (host === HOST && processAlive(Number(pid))) {
-        this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
+        this.store.stmt("UPDATE runs SET status = 'cancelled', updated = ? WHERE id = ?").run(isoNow(), runId);
         return { runId, status: 'cancelled' };
       }
     }
@@ -920,7 +920,7 @@ export class Orchestrator {
     const run = this.restore(row, row.checkpoint);
     this.store.tx(() => {
       this.ctxAction(run, 'PlanResumed', [], { checkpoint: row.checkpoint, by: owner(), reason: 'cancel' });
-      this.store.stmt("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(new Date().toISOString(), runId);
+      this.store.stmt("UPDATE runs SET status = 'running', waiting = NULL, updated = ? WHERE id = ?").run(isoNow(), runId);
     });
     this.beginCancel(run);
     return this.drive(run);
