@@ -447,6 +447,23 @@ export class Orchestrator {
       if (out.status === 'complete') return this.finishCompleted(run, out.value);
       if (out.status === 'error') return this.finishFailed(run, out.error);
       if (out.status === 'out-of-fuel') return this.finishFailed(run, new RtfsError('fuel-exhausted', 'the plan ran out of fuel (a runaway loop or recursion?)', undefined, undefined, 'raise the fuel limit with --fuel, or fix the loop'));
+      // One request and nothing else outstanding (a sequential plan): answered and delivered
+      // directly, without the bookkeeping of concurrent requests below.
+      if (out.requests.length === 1 && inflight.size === 0 && waiting.size === 0) {
+        const req = out.requests[0];
+        let res: Resolution | Pause;
+        try {
+          res = await this.answer(run, req);
+        } catch (e) {
+          // A failing store (disk full, I/O) is not the call's answer: the run stops instead.
+          if (isStoreFailure(e)) return this.stopForStore(run, e as CcosError, this.store.lostGroups !== lostGroupsBefore);
+          res = { error: asError(e) };
+        }
+        flush();
+        if (isPause(res)) waiting.set(req.id, res.waiting);
+        else run.machine.resume([{ id: req.id, resolution: res }]);
+        continue;
+      }
       // Every request not yet being answered starts now; each answer is delivered as soon as it
       // arrives, so a branch of step.parallel never waits for a sibling's unrelated call.
       const starting = out.requests.filter((r) => !inflight.has(r.id) && !waiting.has(r.id));
