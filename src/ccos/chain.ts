@@ -117,6 +117,7 @@ export function isoNow(): string {
 /** The chain over a store. */
 export class CausalChain {
   private readonly insert;
+  private readonly insertPair;
   private readonly head;
   private readonly insertBlob;
   /** Actions this node appended since its last seal. */
@@ -133,6 +134,7 @@ export class CausalChain {
     this.insert = db.prepare(
       'INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?)',
     );
+    this.insertPair = db.prepare('INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?), (?, ?, ?)');
     this.head = db.prepare('SELECT seq, hash FROM action_rows ORDER BY seq DESC LIMIT 1');
     this.insertBlob = db.prepare('INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)');
   }
@@ -142,11 +144,36 @@ export class CausalChain {
    * they describe; the head is read inside the transaction, so concurrent writers cannot fork it.
    */
   append(a: NewAction): Action {
+    const { generation, seq, prevHash } = this.nextLink();
+    const { action, body } = this.build(a, seq, prevHash);
+    this.insert.run(seq, body, action.hash);
+    this.linked(generation, action, 1);
+    return action;
+  }
+
+  /**
+   * Appends two actions with one insert, the second made from the first (a call and its result,
+   * written in the same breath: one statement instead of two).
+   */
+  appendPair(first: NewAction, second: (first: Action) => NewAction): [Action, Action] {
+    const { generation, seq, prevHash } = this.nextLink();
+    const a = this.build(first, seq, prevHash);
+    const b = this.build(second(a.action), seq + 1, a.action.hash);
+    this.insertPair.run(seq, a.body, a.action.hash, seq + 1, b.body, b.action.hash);
+    this.linked(generation, b.action, 2);
+    return [a.action, b.action];
+  }
+
+  /** The sequence number and previous hash of the next action. */
+  private nextLink(): { generation: number; seq: number; prevHash: string } {
     const generation = this.store.generation;
     const cached = this.store.db.inTransaction && this.cachedHead?.generation === generation ? this.cachedHead : null;
     const h = cached ?? (this.head.get() as { seq: number; hash: string } | undefined);
-    const seq = (h?.seq ?? 0) + 1;
-    const prevHash = h?.hash ?? GENESIS;
+    return { generation, seq: (h?.seq ?? 0) + 1, prevHash: h?.hash ?? GENESIS };
+  }
+
+  /** An action and its canonical body, hashed onto `prevHash`. */
+  private build(a: NewAction, seq: number, prevHash: string): { action: Action; body: string } {
     const { data, text: dataText } = this.externalize(a.data ?? {});
     const action: Action = {
       seq,
@@ -166,10 +193,14 @@ export class CausalChain {
     if (a.durationMs !== undefined) action.durationMs = Math.round(a.durationMs * 1000) / 1000;
     const body = bodyText(action, dataText);
     action.hash = sha256(prevHash + body);
-    this.insert.run(seq, body, action.hash);
-    this.cachedHead = { generation, seq, hash: action.hash };
-    if (++this.sinceSeal >= SEAL_EVERY) this.seal();
-    return action;
+    return { action, body };
+  }
+
+  /** Notes `head` as the chain head (`count` actions were appended); seals when due. */
+  private linked(generation: number, head: Action, count: number): void {
+    this.cachedHead = { generation, seq: head.seq, hash: head.hash };
+    this.sinceSeal += count;
+    if (this.sinceSeal >= SEAL_EVERY) this.seal();
   }
 
   /** Signs the current head. Call inside a transaction (or alone). */

@@ -223,6 +223,11 @@ export function errorSummary(e: ErrorValue | RtfsError | CcosError | Error): Run
   return { code: 'internal', message: e.message };
 }
 
+/** A new action in a run's context (run, plan, intent, step path). */
+function ctxNew(run: ActiveRun, type: NewAction['type'], stepPath: readonly string[], data: Record<string, Json>, extra: Partial<NewAction> = {}): NewAction {
+  return { type, runId: run.runId, planId: run.planId, intentId: run.intentId, stepPath: [...stepPath], data, ...extra };
+}
+
 function clean<T extends Record<string, unknown>>(o: T): T {
   for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
   return o;
@@ -268,8 +273,15 @@ export class Orchestrator {
     return action;
   }
 
+  /** Appends two actions with one insert (see `CausalChain.appendPair`) and tells subscribers. */
+  private recordPair(first: NewAction, second: (first: Action) => NewAction): Action {
+    const pair = this.chain.appendPair(first, second);
+    for (const a of pair) for (const l of this.listeners) l(a);
+    return pair[0];
+  }
+
   private ctxAction(run: ActiveRun, type: NewAction['type'], stepPath: readonly string[], data: Record<string, Json>, extra: Partial<NewAction> = {}): Action {
-    return this.record({ type, runId: run.runId, planId: run.planId, intentId: run.intentId, stepPath: [...stepPath], data, ...extra });
+    return this.record(ctxNew(run, type, stepPath, data, extra));
   }
 
   // -----------------------------------------------------------------------------------------------
@@ -654,10 +666,12 @@ export class Orchestrator {
     // A denial is its own PolicyDecision action; an allowed call carries its decision (rule and
     // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
     // `started`: journal the call as started (not when its outcome is written in the same breath).
+    const callAction = (decision: Decision, stepPath: readonly string[]): NewAction =>
+      ctxNew(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: redact(prStr(List(req.args))), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
     const recordCall = (decision: Decision, stepPath: readonly string[], started = true): Action => {
       if (decision.decision !== 'allow') return this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
       this.recordStepProfile(run, req, stepPath);
-      const c = this.ctxAction(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: redact(prStr(List(req.args))), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
+      const c = this.record(callAction(decision, stepPath));
       if (started) this.journal(run, req, 'started', null, req.capability, h);
       return c;
     };
@@ -688,9 +702,8 @@ export class Orchestrator {
           }
           return this.store.tx(() => recordCall(decision, stepPath));
         },
-        afterEffect: (callAction, result, durationMs) => {
+        afterEffect: (recorded, result, durationMs) => {
           const write = (): void => {
-            if (deferred) callAction = recordCall(deferred, req.stepPath, false);
             const answer: Resolution = 'error' in result ? { error: result.error } : { value: result.value };
             const manifest = this.gate.manifest(req.capability);
             const data: Record<string, Json> = 'error' in result ? { capability: req.capability, ok: false, error: errorSummary(result.error) as unknown as Json } : { capability: req.capability, ok: true, result: prStr(result.value) };
@@ -702,7 +715,13 @@ export class Orchestrator {
               if (typeof dataset === 'string' || dataset instanceof Keyword) data.dataset = dataset instanceof Keyword ? dataset.name : dataset;
             }
             if ('value' in result && result.tokens !== undefined) data.tokens = result.tokens;
-            this.ctxAction(run, 'CapabilityResult', req.stepPath, key ? { ...data, idempotency_key: key.key } : data, { parentId: callAction?.id ?? null, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
+            const resultAction = (parentId: string | null): NewAction =>
+              ctxNew(run, 'CapabilityResult', req.stepPath, key ? { ...data, idempotency_key: key.key } : data, { parentId, durationMs, costUsd: 'value' in result ? result.costUsd : undefined });
+            if (deferred) {
+              // An idempotent call: its call and result go on the chain together, in one insert.
+              this.recordStepProfile(run, req, req.stepPath);
+              this.recordPair(callAction(deferred, req.stepPath), (c) => resultAction(c.id));
+            } else this.record(resultAction(recorded?.id ?? null));
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, isoNow());
           };
