@@ -31,7 +31,6 @@ import {
   truthy,
   IMap,
   Keyword,
-  List,
   RtfsError,
   createRuntime,
   errorToJson,
@@ -221,6 +220,11 @@ export function errorSummary(e: ErrorValue | RtfsError | CcosError | Error): Run
   if (e instanceof RtfsError) return { code: e.code, message: e.message, hint: e.hint, file: e.pos?.file, line: e.pos?.line, col: e.pos?.col };
   if (e instanceof CcosError) return { code: e.code, message: e.message, hint: e.hint };
   return { code: 'internal', message: e.message };
+}
+
+/** A call's arguments as `pr-str` prints them as a vector (without building one: every call does this). */
+function printArgs(args: readonly Value[]): string {
+  return `[${args.map((a) => prStr(a)).join(' ')}]`;
 }
 
 /** A new action in a run's context (run, plan, intent, step path). */
@@ -561,7 +565,7 @@ export class Orchestrator {
     const result = evaluateContract(run.runtime, req.fn, req.args, () => performance.now() - started > CONTRACT_TIME_LIMIT_MS);
     const outcome = 'error' in result ? 'error' : 'value' in result && truthy(result.value) ? 'passed' : 'failed';
     this.store.deferredTx(() => {
-      const s = this.ctxAction(run, 'ContractCheckStarted', req.stepPath, { phase: req.phase, predicate, args: prStr(List(req.args)).slice(0, 2000) });
+      const s = this.ctxAction(run, 'ContractCheckStarted', req.stepPath, { phase: req.phase, predicate, args: printArgs(req.args).slice(0, 2000) });
       this.ctxAction(run, 'ContractCheckCompleted', req.stepPath, clean({ phase: req.phase, predicate, outcome, error: 'error' in result ? (errorSummary(result.error) as unknown as Json) : undefined }) as Record<string, Json>, { parentId: s.id, durationMs: performance.now() - started });
       this.journal(run, req, 'answered', result);
     });
@@ -667,7 +671,7 @@ export class Orchestrator {
     // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
     // `started`: journal the call as started (not when its outcome is written in the same breath).
     const callAction = (decision: Decision, stepPath: readonly string[]): NewAction =>
-      ctxNew(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: redact(prStr(List(req.args))), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
+      ctxNew(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: redact(printArgs(req.args)), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
     const recordCall = (decision: Decision, stepPath: readonly string[], started = true): Action => {
       if (decision.decision !== 'allow') return this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
       this.recordStepProfile(run, req, stepPath);
@@ -812,7 +816,7 @@ export class Orchestrator {
     }
     const r = run.resume;
     if (r?.answer === undefined && r?.fail === undefined) {
-      return { pause: true, waiting: { kind: 'answer', capability: req.capability, request: req.id, args: prStr(List(req.args)) } };
+      return { pause: true, waiting: { kind: 'answer', capability: req.capability, request: req.id, args: printArgs(req.args) } };
     }
     const answer: Resolution = r.fail !== undefined ? { error: new RtfsError('rejected', r.fail) } : { value: r.answer! };
     this.store.deferredTx(() => {
