@@ -698,12 +698,13 @@ async function pausedStepped(t: { after: (fn: () => void) => void }): Promise<{ 
 }
 
 /** Resumes the run in a new node (so from its stored checkpoint) and checks it completes with 1 + 2. */
-async function resumeFresh(t: { after: (fn: () => void) => void }, dataDir: string, runId: string): Promise<void> {
+async function resumeFresh(t: { after: (fn: () => void) => void }, dataDir: string, runId: string): Promise<Ccos> {
   const ccos = openCcos({ dataDir });
   t.after(() => ccos.close());
   const done = await ccos.resume(runId, { answer: 2 });
   assert.equal(done.status, 'completed', JSON.stringify(done.error));
   assert.equal(plain(done), 3);
+  return ccos;
 }
 
 test('checkpoints name the plan source by its blob: stored once for every checkpoint; a new process restores from it', async (t) => {
@@ -716,7 +717,10 @@ test('checkpoints name the plan source by its blob: stored once for every checkp
   for (const s of states) assert.ok(!s.includes('a comment that makes'), 'no checkpoint repeats the source');
   assert.ok(states.every((s) => s.length < STEPPED.length), 'each checkpoint is smaller than the source alone');
   assert.equal(blobs.filter((b) => JSON.parse(b) === STEPPED).length, 1, 'the source is stored once');
-  await resumeFresh(t, dataDir, runId);
+  const ccos = await resumeFresh(t, dataDir, runId);
+  const plan = (JSON.parse(states[states.length - 1]) as { units: { file: string; sourceBlob: string }[] }).units.find((u) => u.file === '<plan>')!;
+  assert.equal(ccos.chain.blob(plan.sourceBlob), STEPPED, 'the blob reads back as JSON after a restore read it');
+  assert.equal(ccos.chain.blobText(plan.sourceBlob), JSON.stringify(STEPPED));
 });
 
 test('a checkpoint written with its sources inline (before they were blobs) still restores', async (t) => {

@@ -267,8 +267,18 @@ export class CausalChain {
 
   /** A stored blob's JSON. */
   blob(hash: string): Json | undefined {
-    const row = this.store.stmt('SELECT content FROM blobs WHERE hash = ?').get(hash) as { content: string } | undefined;
-    return row ? (JSON.parse(row.content) as Json) : undefined;
+    const content = this.blobContent(hash);
+    return content === undefined ? undefined : (JSON.parse(content) as Json);
+  }
+
+  /** A stored blob's JSON text if it still hashes to its address; undefined if missing or altered. */
+  blobText(address: string): string | undefined {
+    const content = this.blobContent(address);
+    return content !== undefined && blobAddress(content) === address ? content : undefined;
+  }
+
+  private blobContent(address: string): string | undefined {
+    return this.store.stmt('SELECT content FROM blobs WHERE hash = ?').pluck(true).get(address) as string | undefined;
   }
 
   /** Actions, optionally of one run, in chain order. */

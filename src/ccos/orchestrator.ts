@@ -375,8 +375,8 @@ export class Orchestrator {
   private withSources(state: StoredState, checkpoint: string): MachineState {
     const units = state.units.map((u) => {
       if (u.source !== undefined) return { id: u.id, file: u.file, source: u.source };
-      const source = u.sourceBlob ? this.store.stmt('SELECT content FROM blobs WHERE hash = ?').pluck().get(u.sourceBlob) : undefined;
-      if (typeof source !== 'string' || blobAddress(source) !== u.sourceBlob) {
+      const source = u.sourceBlob ? this.chain.blobText(u.sourceBlob) : undefined;
+      if (source === undefined) {
         throw new CcosError('checkpoint', `checkpoint ${checkpoint} names the source of unit ${u.id} (${u.file}) by ${u.sourceBlob ?? 'nothing'}, which is missing or altered`, { hint: '`ccos chain verify` checks every blob; resume from an earlier checkpoint, or restore the data dir from a backup' });
       }
       return { id: u.id, file: u.file, source: JSON.parse(source) as string };
