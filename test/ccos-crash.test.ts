@@ -18,12 +18,16 @@ const LIB_URL = new URL('../src/ccos/index.js', import.meta.url).href;
 
 /** Driver: `node driver.mjs CONFIG_JSON`. Prints one JSON object per line on stdout. */
 const DRIVER = `
+import fs from 'node:fs';
+import path from 'node:path';
 import { openCcos, valueToPlainJson } from ${JSON.stringify(LIB_URL)};
 const cfg = JSON.parse(process.argv[2]);
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
 const ccos = openCcos({ dataDir: cfg.dataDir, durability: cfg.durability ?? 'normal' });
 // Local capabilities live in this process only. A "bomb" kills this process with SIGKILL on its
 // Nth invocation here, before or after its effect (an exact in-flight crash).
+// A non-idempotent effect happens outside CCOS: a line appended to a file beside the data dir; the
+// result is the number of lines. An idempotent one writes into the data dir's own tables.
 for (const cap of cfg.caps ?? []) {
   let calls = 0;
   ccos.registerCapability({ id: cap.id, idempotent: cap.idempotent }, (args, ctx) => {
@@ -33,14 +37,16 @@ for (const cap of cfg.caps ?? []) {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000);
     };
     if (cap.bombAt === calls && cap.bombWhen === 'before') die();
-    // Invocation count (every time the code ran) and the effect itself.
-    ctx.store.db.prepare('INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1').run(cap.id + '#invocations');
     let result;
     if (cap.idempotent) {
+      // Invocation count (every time the code ran) and the effect itself.
+      ctx.store.db.prepare('INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1').run(cap.id + '#invocations');
       ctx.store.db.prepare('INSERT INTO state_kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(cap.id + '/' + JSON.stringify(args[0]), JSON.stringify(args[0]));
       result = args[0];
     } else {
-      result = ctx.store.db.prepare('INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value').get(cap.id).value;
+      const file = path.join(cfg.dataDir, '..', cap.id + '.effects');
+      fs.appendFileSync(file, 'x\\n');
+      result = fs.statSync(file).size / 2;
     }
     if (cap.bombAt === calls && cap.bombWhen === 'after') die();
     return result;
@@ -179,11 +185,22 @@ interface Facts {
   started: { request_id: string; capability: string }[];
 }
 
-/** What the store says about one counter-like capability of a run (read with the process stopped). */
-function facts(dbPath: string, runId: string, capability: string, counterName: string): Facts {
+/** How many times the non-idempotent test capability `id` took effect (lines in its file). */
+function effects(dbPath: string, id: string): number {
+  const file = path.join(path.dirname(dbPath), '..', `${id}.effects`);
+  return fs.existsSync(file) ? fs.statSync(file).size / 2 : 0;
+}
+
+/**
+ * What the store says about one counter-like capability of a run (read with the process stopped,
+ * after a node has opened the data dir: what the crashed process persisted is redone then).
+ * The counter is a row of `counters`, or the effects of a test capability (`{ effectsOf: id }`).
+ */
+function facts(dbPath: string, runId: string, capability: string, counterName: string | { effectsOf: string }): Facts {
+  openCcos({ dataDir: path.dirname(dbPath), mustExist: true }).close();
   const db = new Database(dbPath, { readonly: true, fileMustExist: true });
   try {
-    const counter = (db.prepare('SELECT value FROM counters WHERE name = ?').get(counterName) as { value: number } | undefined)?.value ?? 0;
+    const counter = typeof counterName === 'string' ? ((db.prepare('SELECT value FROM counters WHERE name = ?').get(counterName) as { value: number } | undefined)?.value ?? 0) : effects(dbPath, counterName.effectsOf);
     const answered = (db.prepare("SELECT COUNT(*) AS n FROM journal WHERE run_id = ? AND capability = ? AND status = 'answered'").get(runId, capability) as { n: number }).n;
     const started = db.prepare("SELECT request_id, capability FROM journal WHERE run_id = ? AND status = 'started'").all(runId) as Facts['started'];
     return { counter, answered, started };
@@ -323,7 +340,11 @@ for (const when of ['before', 'after'] as const) {
     const exit = await first.exited;
     assert.equal(exit.signal, 'SIGKILL', `the capability killed its process; stderr: ${first.stderr}`);
 
-    const atCrash = facts(dbPath, runId, cap.id, cap.id);
+    // The 7th call's "started" mark was appended to the redo log, not committed.
+    const redo = path.join(dataDir, 'redo');
+    assert.equal(fs.readdirSync(redo).filter((f) => f.endsWith('.redo')).length, 1, 'the crashed process left its redo log');
+    const atCrash = facts(dbPath, runId, cap.id, { effectsOf: cap.id });
+    assert.deepEqual(fs.readdirSync(redo), [], 'opening the data dir redid the log and removed it');
     assert.equal(atCrash.answered, 6, 'six calls were answered before the crash');
     assert.equal(atCrash.counter, when === 'before' ? 6 : 7);
     assert.equal(atCrash.started.length, 1, 'the 7th call is journaled as started, with no answer');
@@ -334,21 +355,21 @@ for (const when of ['before', 'after'] as const) {
     assert.equal(paused.waiting?.kind, 'outcome-unknown');
     assert.equal(paused.waiting?.capability, cap.id);
     assert.equal(paused.waiting?.request, atCrash.started[0].request_id);
-    assert.equal(facts(dbPath, runId, cap.id, cap.id).counter, atCrash.counter, 'pausing did not run the call again');
+    assert.equal(facts(dbPath, runId, cap.id, { effectsOf: cap.id }).counter, atCrash.counter, 'pausing did not run the call again');
 
     // Resuming again without a decision stays paused and still runs nothing.
     const again = await drive(dir, { mode: 'resume', dataDir, runId, caps: [cap] });
     assert.equal(again.status, 'paused');
     assert.equal(again.waiting?.kind, 'outcome-unknown');
-    assert.equal(facts(dbPath, runId, cap.id, cap.id).counter, atCrash.counter);
+    assert.equal(facts(dbPath, runId, cap.id, { effectsOf: cap.id }).counter, atCrash.counter);
 
-    const decision = humanDecision(facts(dbPath, runId, cap.id, cap.id));
+    const decision = humanDecision(facts(dbPath, runId, cap.id, { effectsOf: cap.id }));
     assert.deepEqual(decision, when === 'before' ? { retryUnknown: true } : { answer: 7 });
     const done = await drive(dir, { mode: 'resume', dataDir, runId, caps: [cap], resume: decision });
     assert.equal(done.status, 'completed', JSON.stringify(done));
     assert.deepEqual(done.value, range(1, 20), 'the plan saw 1..20: the in-flight call counted once');
 
-    const end = facts(dbPath, runId, cap.id, cap.id);
+    const end = facts(dbPath, runId, cap.id, { effectsOf: cap.id });
     assert.equal(end.counter, 20, 'the effect ran exactly 20 times');
     assert.equal(end.answered, 20);
     assert.deepEqual(end.started, []);
@@ -387,7 +408,7 @@ test('non-idempotent call in flight at a crash, resumed with fail: the plan sees
   const r = await drive(dir, { mode: 'resume', dataDir, runId, caps: [cap], resume: { fail: 'operator says: unknown, do not repeat' } });
   assert.equal(r.status, 'completed', JSON.stringify(r));
   assert.deepEqual(r.value, [1, 2, 'lost', 4, 5]);
-  assert.equal(facts(dbPath, runId, cap.id, cap.id).counter, 5, '3 before the crash, 2 after; the failed one was not re-run');
+  assert.equal(facts(dbPath, runId, cap.id, { effectsOf: cap.id }).counter, 5, '3 before the crash, 2 after; the failed one was not re-run');
 });
 
 test('idempotent call in flight at a crash is retried on resume without asking anyone', { timeout: 30_000 }, async (t) => {

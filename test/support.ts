@@ -66,3 +66,28 @@ export function rewriteAsSchema2(dbPath: string): void {
     db.close();
   }
 }
+
+/**
+ * What a crash at this instant would leave of a data dir, as the next node to open it sees it:
+ * the data dir is copied (without SQLite's shared-memory index, rebuilt from the WAL as after a
+ * reboot), its redo logs are renamed as if their process had died, and a node opens the copy —
+ * which redoes them — before `fn` reads it.
+ */
+export function afterCrash<T>(dataDir: string, fn: (db: Database.Database) => T): T {
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-crash-image-'));
+  try {
+    fs.cpSync(dataDir, copy, { recursive: true, filter: (src) => !src.endsWith('-shm') });
+    const redo = path.join(copy, 'redo');
+    // Process 0 never owns a log: the copy's logs belong to no live process.
+    for (const name of fs.existsSync(redo) ? fs.readdirSync(redo) : []) fs.renameSync(path.join(redo, name), path.join(redo, name.replace(/^\d+-\d+-/, '0-1-')));
+    openCcos({ dataDir: copy, mustExist: true }).close();
+    const db = new Database(path.join(copy, 'ccos.db'), { readonly: true, fileMustExist: true });
+    try {
+      return fn(db);
+    } finally {
+      db.close();
+    }
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true });
+  }
+}

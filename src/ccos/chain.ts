@@ -119,7 +119,7 @@ export class CausalChain {
   private readonly insert;
   private readonly insertPair;
   private readonly head;
-  private readonly insertBlob;
+  private readonly insertSeal;
   /** Actions this node appended since its last seal. */
   private sinceSeal = 0;
   private sealTimer: NodeJS.Timeout | null = null;
@@ -136,7 +136,11 @@ export class CausalChain {
     );
     this.insertPair = db.prepare('INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?), (?, ?, ?)');
     this.head = db.prepare('SELECT seq, hash FROM action_rows ORDER BY seq DESC LIMIT 1');
-    this.insertBlob = db.prepare('INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)');
+    this.insertSeal = db.prepare('INSERT INTO seals (seq, head_hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)');
+    // In the redo log an action is its body, appended again on replay (at the head of that time:
+    // another process may have appended meanwhile), and a seal is redone by sealing that head.
+    store.onReplay('action', (body) => this.appendBody(body));
+    store.onReplay('seal', () => this.seal());
   }
 
   /**
@@ -147,8 +151,23 @@ export class CausalChain {
     const { generation, seq, prevHash } = this.nextLink();
     const { action, body } = this.build(a, seq, prevHash);
     this.insert.run(seq, body, action.hash);
+    this.store.capture('action', body, 1);
     this.linked(generation, action, 1);
     return action;
+  }
+
+  /**
+   * Appends an action recorded before (a redo log's body) at the current head: as it was if the
+   * head is where it was then, else renumbered (its id, time and content unchanged).
+   */
+  private appendBody(recorded: string): void {
+    const { generation, seq, prevHash } = this.nextLink();
+    const fields = JSON.parse(recorded) as Record<string, Json>;
+    const body = fields.seq === seq ? recorded : canonicalJson({ ...fields, seq });
+    const hashed = sha256(prevHash + body);
+    this.insert.run(seq, body, hashed);
+    this.store.capture('action', body, 1);
+    this.linked(generation, { seq, hash: hashed }, 1);
   }
 
   /**
@@ -160,6 +179,8 @@ export class CausalChain {
     const a = this.build(first, seq, prevHash);
     const b = this.build(second(a.action), seq + 1, a.action.hash);
     this.insertPair.run(seq, a.body, a.action.hash, seq + 1, b.body, b.action.hash);
+    this.store.capture('action', a.body, 1);
+    this.store.capture('action', b.body, 1);
     this.linked(generation, b.action, 2);
     return [a.action, b.action];
   }
@@ -197,7 +218,7 @@ export class CausalChain {
   }
 
   /** Notes `head` as the chain head (`count` actions were appended); seals when due. */
-  private linked(generation: number, head: Action, count: number): void {
+  private linked(generation: number, head: { seq: number; hash: string }, count: number): void {
     this.cachedHead = { generation, seq: head.seq, hash: head.hash };
     this.sinceSeal += count;
     if (this.sinceSeal >= SEAL_EVERY) this.seal();
@@ -214,7 +235,8 @@ export class CausalChain {
     if (exists) return;
     const time = isoNow();
     const signature = this.key.sign(sealMessage(h.seq, h.hash));
-    this.store.stmt('INSERT INTO seals (seq, head_hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)').run(h.seq, h.hash, time, this.key.id, signature);
+    this.insertSeal.run(h.seq, h.hash, time, this.key.id, signature);
+    this.store.capture('seal', 'null', 1);
   }
 
   /** Seals within PAUSE_SEAL_DELAY_MS (in its own transaction), unless something seals sooner. */
@@ -261,7 +283,7 @@ export class CausalChain {
    * transaction with whatever refers to it.
    */
   storeBlob(json: string, address = blobAddress(json)): string {
-    this.insertBlob.run(address, json);
+    this.store.stmt('INSERT OR IGNORE INTO blobs (hash, content) VALUES (?, ?)').run(address, json);
     return address;
   }
 

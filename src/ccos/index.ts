@@ -40,6 +40,8 @@ export interface CcosOptions {
   dataDir?: string;
   /** `strict`: fsync before a call's result is used. */
   durability?: Durability;
+  /** With normal durability: how long (ms) writes may wait to share a commit (default 2). */
+  groupCommitMs?: number;
   /** Root directory of `ccos.fs.*` (default: the current directory). */
   workspaceRoot?: string;
   /** Hosts `ccos.http.fetch` may reach. */
@@ -84,7 +86,7 @@ export class Ccos {
 
   constructor(opts: CcosOptions = {}) {
     this.dataDir = resolveDataDir(opts.dataDir);
-    this.store = new SqliteStore(this.dataDir, { durability: opts.durability, mustExist: opts.mustExist, onUpgrade: opts.onUpgrade });
+    this.store = new SqliteStore(this.dataDir, { durability: opts.durability, mustExist: opts.mustExist, onUpgrade: opts.onUpgrade, groupCommitMs: opts.groupCommitMs });
     const key = NodeKey.load(this.store);
     this.chain = new CausalChain(this.store, key);
     this.registry = new CapabilityRegistry(this.store, (m) => (m.provider.kind === 'rtfs' ? rtfsProvider(m) : this.providerFactories.get(m.provider.kind)?.(m)));
@@ -107,6 +109,8 @@ export class Ccos {
     });
     this.lazyProviders('openapi', async () => void (await import('./providers/openapi.js')).installOpenApi(this));
     this.lazyProviders('sandbox', async () => void (await import('./providers/sandbox.js')).installSandbox(this));
+    // Every table and replayer exists now: redo what crashed processes persisted but never committed.
+    this.store.recoverRedo();
   }
 
   /** Registers a provider factory that first loads (and installs) the module of its kind. */

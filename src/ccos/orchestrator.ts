@@ -6,16 +6,17 @@
  * semantics (timeouts, retries with backoff, `:on-fail`), the journal of every answer given to a
  * machine, checkpoints `cp-<sha256>` at pauses and step boundaries, crash recovery (a completed
  * effect is never executed twice; an in-flight call is retried only if idempotent), and replay.
- * Must never: run a capability except through `Gate`; start a non-idempotent effect, pause or end
- * a run before every answer given so far is durably journaled (with strict durability: let a
- * machine use an answer before it is on disk).
+ * Must never: run a capability except through `Gate`; start a non-idempotent effect before every
+ * answer given so far is committed or in the redo log; pause or end a run before they are
+ * committed (with strict durability: let a machine use an answer before it is on disk).
  *
  * Commits (see SqliteStore's group commit): with normal durability, answers and bookkeeping are
- * written with `deferredTx`, and the commit that must happen anyway — the "started" mark of the
- * next non-idempotent call, a pause, the end — carries them too. A crash loses at most what no
- * effect outside the plan has depended on yet: pure work is redone, idempotent calls may run
- * again, and a non-idempotent call whose result was lost is already marked started, so the run
- * pauses for a person as for any call in flight at a crash.
+ * written with `deferredTx`; the "started" mark of a non-idempotent call is written with
+ * `durableTx`, which puts it and everything before it in the redo log before the effect starts;
+ * a pause and the end commit. A crash loses at most what no effect outside the plan has depended
+ * on yet: pure work is redone, idempotent calls may run again, and a non-idempotent call whose
+ * result was lost is already marked started, so the run pauses for a person as for any call in
+ * flight at a crash.
  *
  * Resume = restore the latest checkpoint, then answer every request the (deterministic) machine
  * asks again from the journal, by request id. Only requests with no journaled answer do work.
@@ -331,6 +332,13 @@ export class Orchestrator {
       }
     }
     if (!row) throw new CcosError('not-found', `no run or checkpoint ${idOrCheckpoint}`, { hint: 'list runs with `ccos runs list`' });
+    if (row.status === 'running') {
+      // Not paused cleanly: what its process persisted but never committed is redone first
+      // (unless that process is still driving it, which `checkLease` refuses).
+      this.checkLease(row);
+      this.store.recoverRedo();
+      row = lease(row.id)!;
+    }
     if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') {
       throw new CcosError('run-finished', `run ${row.id} is already ${row.status}`, { hint: '`ccos runs show` shows its result; `ccos replay` re-checks it' });
     }
@@ -698,13 +706,14 @@ export class Orchestrator {
             deferred = decision;
             return undefined;
           }
-          // Calls starting together (a step.parallel) share the commit of their "started" marks,
-          // made before any of their effects begins.
-          if (together && decision.decision === 'allow') {
+          // With strict durability, calls starting together (a step.parallel) share the commit of
+          // their "started" marks, made before any of their effects begins.
+          if (together && this.store.strict && decision.decision === 'allow') {
             const action = this.store.deferredTx(() => recordCall(decision, stepPath), { evenIfStrict: true });
             return this.commitBarrier().then(() => action);
           }
-          return this.store.tx(() => recordCall(decision, stepPath));
+          // Normal durability: the mark, and every answer before it, go to the redo log.
+          return this.store.durableTx(() => recordCall(decision, stepPath));
         },
         afterEffect: (recorded, result, durationMs) => {
           const write = (): void => {

@@ -8,16 +8,28 @@
  * transaction).
  *
  * Group commit (normal durability): `deferredTx` writes join one open transaction that is
- * committed by the next `tx` (or `commit`), after GROUP_MAX_MS or GROUP_MAX_WRITES, or on close.
+ * committed by the next `tx` (or `commit`), after `groupCommitMs` or GROUP_MAX_WRITES, or on close.
  * Why: a commit costs 15–50 µs here, most of a governed call. Deferring is safe only for records
  * whose loss in a crash is the same as a crash a moment earlier (a result that nothing outside the
  * plan has seen yet; an idempotent call, which may run again); anything that must be on disk
- * before the next effect uses `tx`, which commits everything before it too, in order.
+ * before the next effect uses `durableTx`: with normal durability its writes, and every write of
+ * the open group before them, are appended to the redo log (see redo-log.ts) instead of committed;
+ * with strict durability it commits.
+ *
+ * The redo log: while a transaction is open, every write made through `stmt` is captured (its SQL
+ * and parameters), and higher modules capture what cannot be replayed as SQL (the chain's
+ * appends, whose sequence numbers another process may have taken meanwhile). `persist` appends
+ * what the group captured since its last persist. A commit that follows a persist also records,
+ * in the same transaction, that the log's group is in (`meta` key `redo:<log id>`), then empties
+ * the log. After a crash, the next store to open (or a resume) replays a dead process's log from
+ * its first group not marked in. Writes made around `stmt` (a capability using `db` directly) cannot
+ * be replayed: `persist` then commits instead.
  */
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CcosError } from '../errors.js';
+import { orphanedLogs, readLog, redoDir, redoLine, RedoLog } from './redo-log.js';
 
 /**
  * 2: the journal is a WITHOUT ROWID table; checkpoints have no (run_id, created) index.
@@ -89,6 +101,8 @@ export interface StoreOptions {
   mustExist?: boolean;
   /** Told before data written by an older CCOS is upgraded (a large chain takes seconds). */
   onUpgrade?: (fromSchema: number, toSchema: number) => void;
+  /** With normal durability: how long (ms) writes may wait to share a commit (default 2). */
+  groupCommitMs?: number;
 }
 
 /** The data directory: `--data-dir`, else `CCOS_HOME`, else `.ccos` under the current directory. */
@@ -96,10 +110,20 @@ export function resolveDataDir(explicit?: string): string {
   return path.resolve(explicit ?? process.env.CCOS_HOME ?? '.ccos');
 }
 
-/** A deferred group is committed once it is this old (ms)... */
-const GROUP_MAX_MS = 2;
-/** ... or holds this many `deferredTx` writes. */
+/** A deferred group is committed once it holds this many `deferredTx` writes (or is `groupCommitMs` old). */
 const GROUP_MAX_WRITES = 256;
+
+/** Statements whose runs are captured for the redo log. */
+const WRITE_SQL = /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i;
+
+/**
+ * A captured write: `sql` with its statement and parameters, or a kind a higher module replays
+ * (`onReplay`) with its data as JSON text.
+ */
+type Captured = { k: 'sql'; d: [string, unknown[]] } | { k: string; d: string };
+
+/** Replays one captured record of a kind from its JSON text (inside the replaying transaction). */
+export type Replayer = (json: string) => void;
 
 /** Opens (creating if needed) the store of a data directory. */
 export class SqliteStore {
@@ -114,7 +138,9 @@ export class SqliteStore {
    */
   generation = 0;
   private readonly statements = new Map<string, Database.Statement>();
-  private readonly groupCommit: boolean;
+  private readonly groupCommitMs: number;
+  /** Strict durability: every commit is fsynced, and nothing waits in a group. */
+  readonly strict: boolean;
   /** Depth of `tx`/`deferredTx` bodies being run (nested ones join the outermost). */
   private depth = 0;
   /** A transaction holding deferred writes is open. */
@@ -129,13 +155,29 @@ export class SqliteStore {
   lostGroups = 0;
   /** A deferred group that failed to commit from the timer: reported by the next write. */
   private groupFailure: unknown = null;
+  /** This store's redo log. */
+  private readonly redo: RedoLog;
+  /** The writes of the open transaction, in order (see the header). */
+  private captured: Captured[] = [];
+  /** How many of `captured` are in the redo log. */
+  private persisted = 0;
+  /** The group number of the next lines written to the redo log (it grows at each commit of some). */
+  private redoGroup = 1;
+  /** Persisted writes of a group that was rolled back (disk full): the next transaction redoes them. */
+  private redoPending: Captured[] | null = null;
+  /** Rows changed by captured writes in the open transaction, and `total_changes()` when it began. */
+  private capturedChanges = 0;
+  private changesAtBegin = 0;
+  private readonly replayers = new Map<string, Replayer>();
 
   constructor(
     readonly dataDir: string,
     opts: StoreOptions = {},
   ) {
     this.dbPath = path.join(dataDir, 'ccos.db');
-    this.groupCommit = opts.durability !== 'strict';
+    this.strict = opts.durability === 'strict';
+    this.groupCommitMs = opts.groupCommitMs ?? 2;
+    this.redo = new RedoLog(redoDir(dataDir));
     if (opts.mustExist && !fs.existsSync(this.dbPath)) {
       throw new CcosError('data-dir', `no CCOS data in ${dataDir}`, { hint: 'run a plan first (ccos run FILE), or pass --data-dir / set CCOS_HOME to the right directory' });
     }
@@ -197,14 +239,116 @@ export class SqliteStore {
     })();
   }
 
-  /** A prepared statement, prepared once per store (preparing costs more than running). */
+  /**
+   * A prepared statement, prepared once per store (preparing costs more than running). The runs of
+   * a write statement inside a transaction are captured for the redo log.
+   */
   stmt(sql: string): Database.Statement {
     let s = this.statements.get(sql);
     if (!s) {
       s = this.db.prepare(sql);
+      if (WRITE_SQL.test(sql)) this.captureRuns(s, sql);
       this.statements.set(sql, s);
     }
     return s;
+  }
+
+  private captureRuns(s: Database.Statement, sql: string): void {
+    const run = s.run.bind(s);
+    const get = s.get.bind(s);
+    const changes = this.db.prepare('SELECT changes()').pluck();
+    s.run = (...params: unknown[]) => {
+      const info = run(...params);
+      this.captureRecord({ k: 'sql', d: [sql, params] }, info.changes);
+      return info;
+    };
+    // `INSERT ... RETURNING` is read with `get`.
+    s.get = (...params: unknown[]) => {
+      const row = get(...params);
+      this.captureRecord({ k: 'sql', d: [sql, params] }, changes.get() as number);
+      return row;
+    };
+  }
+
+  /**
+   * Records a write made inside a transaction for the redo log: its kind (see `onReplay`), its
+   * data as JSON text, and the rows it changed.
+   */
+  capture(kind: string, json: string, changes: number): void {
+    this.captureRecord({ k: kind, d: json }, changes);
+  }
+
+  private captureRecord(r: Captured, changes: number): void {
+    if (!this.db.inTransaction) return;
+    this.captured.push(r);
+    this.capturedChanges += changes;
+  }
+
+  /** How captured records of `kind` are replayed (see `capture`). */
+  onReplay(kind: string, replayer: Replayer): void {
+    this.replayers.set(kind, replayer);
+  }
+
+  /**
+   * Makes the open group's writes survive a crash without committing them: appends what was
+   * captured since the last persist to the redo log. Commits instead with strict durability, or
+   * when the group holds writes that were not captured. Call between transactions, not in one.
+   */
+  persist(): void {
+    if (this.depth > 0 || !this.groupOpen) return;
+    if (this.strict) return this.commit();
+    const lines = (this.totalChanges.get() as number) - this.changesAtBegin === this.capturedChanges ? encodeRecords(this.captured, this.persisted, this.redoGroup) : null;
+    if (lines === null) return this.commit();
+    if (lines) this.redo.append(lines, false);
+    this.persisted = this.captured.length;
+  }
+
+  /** `tx` whose writes need only survive a crash (see the header): `deferredTx` + `persist`. */
+  durableTx<T>(fn: () => T): T {
+    if (this.strict) return this.tx(fn);
+    const out = this.deferredTx(fn);
+    this.persist();
+    return out;
+  }
+
+  private get totalChanges(): Database.Statement {
+    return this.stmt('SELECT total_changes()').pluck();
+  }
+
+  /**
+   * Replays the redo logs of processes that died with writes not yet committed, each in one
+   * transaction that also marks its groups as in; then removes the logs. Call once every table
+   * and replayer is set up (on open), and before resuming a run that was not paused cleanly.
+   */
+  recoverRedo(): void {
+    for (const log of orphanedLogs(redoDir(this.dataDir))) {
+      const records = readLog(log.file);
+      const marker = `redo:${log.id}`;
+      this.tx(() => {
+        // Another process may have redone it since it was read (it removes the log, then the marker).
+        if (!fs.existsSync(log.file)) return;
+        const done = Number(this.getMeta(marker) ?? 0);
+        const todo = records.filter((r) => r.group > done);
+        if (!todo.length) return;
+        this.replay(todo.map((r) => ({ k: r.kind, d: r.kind === 'sql' ? JSON.parse(r.json) : r.json })));
+        this.setMeta(marker, String(todo[todo.length - 1].group));
+      });
+      fs.rmSync(log.file, { force: true });
+      this.tx(() => this.stmt('DELETE FROM meta WHERE key = ?').run(marker));
+    }
+  }
+
+  private replay(records: Captured[]): void {
+    for (const r of records) {
+      if (r.k === 'sql') {
+        const [sql, params] = r.d as [string, unknown[]];
+        this.stmt(sql).run(...params);
+        continue;
+      }
+      const replayer = this.replayers.get(r.k);
+      if (!replayer) throw new CcosError('data-dir', `a redo log holds a record of unknown kind "${r.k}"`, { hint: 'it was written by a newer CCOS: upgrade ccos' });
+      replayer(r.d as string);
+    }
   }
 
   /**
@@ -225,10 +369,10 @@ export class SqliteStore {
    */
   deferredTx<T>(fn: () => T, opts: { evenIfStrict?: boolean } = {}): T {
     if (this.depth > 0 || (!this.groupOpen && this.db.inTransaction)) return fn();
-    if (!this.groupCommit && !opts.evenIfStrict) return this.tx(fn);
+    if (this.strict && !opts.evenIfStrict) return this.tx(fn);
     const out = this.body(fn);
-    if (++this.groupWrites >= GROUP_MAX_WRITES || performance.now() - this.groupSince >= GROUP_MAX_MS) this.commit();
-    else this.groupTimer ??= setTimeout(() => this.commitFromTimer(), GROUP_MAX_MS).unref();
+    if (++this.groupWrites >= GROUP_MAX_WRITES || performance.now() - this.groupSince >= this.groupCommitMs) this.commit();
+    else this.groupTimer ??= setTimeout(() => this.commitFromTimer(), this.groupCommitMs).unref();
     return out;
   }
 
@@ -237,21 +381,41 @@ export class SqliteStore {
     if (this.groupTimer) clearTimeout(this.groupTimer);
     this.groupTimer = null;
     if (!this.groupOpen) return;
-    this.groupOpen = false;
     this.groupWrites = 0;
     if (!this.db.inTransaction) {
-      this.lostGroups++;
+      this.groupLost();
       throw lostGroup(this.dbPath);
     }
     this.generation++;
+    const logged = this.persisted > 0;
     try {
+      if (logged) this.setMeta(`redo:${this.redo.id}`, String(this.redoGroup));
       this.stmt('COMMIT').run();
       this.commits++;
     } catch (e) {
       if (this.db.inTransaction) this.stmt('ROLLBACK').run();
-      this.lostGroups++;
+      this.groupLost();
       throw translateSqliteError(e, this.dbPath);
     }
+    this.groupOpen = false;
+    this.captured = [];
+    this.persisted = 0;
+    if (logged) {
+      this.redoGroup++;
+      this.redo.empty();
+    }
+  }
+
+  /**
+   * The open group was rolled back (by SQLite, after a full disk or an I/O error): as after a
+   * crash, except that what the group persisted to the redo log is redone by the next transaction.
+   */
+  private groupLost(): void {
+    this.groupOpen = false;
+    this.lostGroups++;
+    if (this.persisted > 0) this.redoPending = this.captured.slice(0, this.persisted);
+    this.captured = [];
+    this.persisted = 0;
   }
 
   /** Runs `fn` inside the open group (in a savepoint, so its failure keeps the group) or a new transaction. */
@@ -262,8 +426,7 @@ export class SqliteStore {
       throw f;
     }
     if (this.groupOpen && !this.db.inTransaction) {
-      this.groupOpen = false;
-      this.lostGroups++;
+      this.groupLost();
       throw lostGroup(this.dbPath);
     }
     const joining = this.groupOpen;
@@ -272,12 +435,23 @@ export class SqliteStore {
     } catch (e) {
       throw translateSqliteError(e, this.dbPath);
     }
-    if (!joining) {
-      this.groupSince = performance.now();
-      this.generation++;
-    }
+    const capturedBefore = this.captured.length;
+    const changesBefore = this.capturedChanges;
     this.depth++;
     try {
+      if (!joining) {
+        this.groupSince = performance.now();
+        this.generation++;
+        this.captured = [];
+        this.capturedChanges = 0;
+        this.changesAtBegin = this.totalChanges.get() as number;
+        if (this.redoPending) {
+          // Already in the redo log, under this same group number (no commit of it happened since).
+          this.replay(this.redoPending);
+          this.persisted = this.captured.length;
+          this.redoPending = null;
+        }
+      }
       const out = fn();
       if (joining) this.stmt('RELEASE body').run();
       this.groupOpen = true;
@@ -287,12 +461,15 @@ export class SqliteStore {
       if (joining && this.db.inTransaction) {
         this.stmt('ROLLBACK TO body').run();
         this.stmt('RELEASE body').run();
+        this.captured.length = capturedBefore;
+        this.capturedChanges = changesBefore;
       } else if (this.db.inTransaction) this.stmt('ROLLBACK').run();
       // After a full disk or an I/O error SQLite may roll back the whole transaction itself: the
       // deferred writes went with it, as in a crash (the caller's error says why).
-      if (!this.db.inTransaction && this.groupOpen) {
-        this.groupOpen = false;
-        this.lostGroups++;
+      if (!this.db.inTransaction && this.groupOpen) this.groupLost();
+      else if (!joining) {
+        this.captured = [];
+        this.persisted = 0;
       }
       throw translateSqliteError(e, this.dbPath);
     } finally {
@@ -322,11 +499,36 @@ export class SqliteStore {
     if (!this.db.open) return;
     try {
       this.commit();
+      // Everything it held is committed (a pending redo is not: the log stays for recovery).
+      if (!this.redoPending && this.redo.close()) {
+        try {
+          this.stmt('DELETE FROM meta WHERE key = ?').run(`redo:${this.redo.id}`);
+        } catch {
+          // (busy or read-only: a marker without its log is only a row too many)
+        }
+      }
     } finally {
       this.db.close();
     }
   }
 }
+
+/**
+ * Redo log lines (`redoLine`) for `records[from..]`. Null when a parameter cannot be written as
+ * JSON (bytes, big integers): the caller commits instead.
+ */
+function encodeRecords(records: Captured[], from: number, group: number): string | null {
+  let text = '';
+  for (let i = from; i < records.length; i++) {
+    const r = records[i];
+    if (r.k !== 'sql') text += redoLine(group, r.k, r.d as string);
+    else if ((r.d as [string, unknown[]])[1].every(plainParam)) text += redoLine(group, 'sql', JSON.stringify(r.d));
+    else return null;
+  }
+  return text;
+}
+
+const plainParam = (p: unknown): boolean => p === null || typeof p === 'string' || (typeof p === 'number' && Number.isFinite(p));
 
 /** An error of the storage itself (full, locked, corrupt, rolled back), not of what was being stored. */
 export function isStoreFailure(e: unknown): boolean {

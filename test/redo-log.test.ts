@@ -1,0 +1,177 @@
+// The redo log: what a store persists without committing survives a crash, and is redone exactly
+// once by the next node to open the data dir — even when another process wrote in between.
+// Crashes are real (`kill -9` of a child process) or simulated on a copy of the files (afterCrash).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { openCcos } from '../src/ccos/index.js';
+import { readLog, redoLine } from '../src/ccos/store/redo-log.js';
+import { afterCrash } from './support.js';
+
+const LIB_URL = new URL('../src/ccos/index.js', import.meta.url).href;
+
+/**
+ * Child: opens the data dir, then for each group writes state_kv keys and chain actions with
+ * `deferredTx`, persists them, and commits if told to; then writes `unpersisted` keys, and dies
+ * by SIGKILL without closing anything.
+ */
+const CHILD = `
+import { openCcos } from ${JSON.stringify(LIB_URL)};
+const cfg = JSON.parse(process.argv[2]);
+// Groups end where the test says (no commit by age, however slow the machine).
+const ccos = openCcos({ dataDir: cfg.dataDir, groupCommitMs: 600000 });
+const put = (k) => ccos.store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run(k, 'v');
+for (const g of cfg.groups) {
+  ccos.store.deferredTx(() => {
+    for (const k of g.keys ?? []) put(k);
+    for (const a of g.actions ?? []) ccos.orchestrator.record({ type: 'CapabilityRegistered', data: { capability: a } });
+  });
+  ccos.store.persist();
+  if (g.commit) ccos.store.commit();
+}
+ccos.store.deferredTx(() => (cfg.unpersisted ?? []).forEach(put));
+process.kill(process.pid, 'SIGKILL');
+`;
+
+interface Group {
+  keys?: string[];
+  actions?: string[];
+  commit?: boolean;
+}
+
+function setup(t: { after: (fn: () => void) => void }): { dir: string; dataDir: string; crash: (groups: Group[], unpersisted?: string[]) => void } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'child.mjs'), CHILD);
+  const dataDir = path.join(dir, 'data');
+  const crash = (groups: Group[], unpersisted: string[] = []): void => {
+    const r = spawnSync(process.execPath, [path.join(dir, 'child.mjs'), JSON.stringify({ dataDir, groups, unpersisted })], { encoding: 'utf8' });
+    assert.equal(r.signal, 'SIGKILL', `the child died by SIGKILL; stderr: ${r.stderr}`);
+  };
+  return { dir, dataDir, crash };
+}
+
+const keys = (dataDir: string): string[] => {
+  const db = new Database(path.join(dataDir, 'ccos.db'), { readonly: true });
+  try {
+    return db.prepare("SELECT key FROM state_kv WHERE key LIKE 'k%' ORDER BY key").pluck().all() as string[];
+  } finally {
+    db.close();
+  }
+};
+
+const registered = (actions: { type: string; data: Record<string, unknown> }[]): string[] =>
+  actions.filter((a) => a.type === 'CapabilityRegistered' && String(a.data.capability).startsWith('x')).map((a) => String(a.data.capability));
+
+test('redo: what was persisted survives kill -9 without a commit and is redone on open; what was not is lost', (t) => {
+  const { dataDir, crash } = setup(t);
+  crash([{ keys: ['k1', 'k2'], actions: ['x1'] }, { keys: ['k3'], actions: ['x2'] }], ['k4']);
+  assert.deepEqual(keys(dataDir), [], 'nothing was committed');
+  assert.equal(fs.readdirSync(path.join(dataDir, 'redo')).length, 1, 'the dead process left its log');
+  const ccos = openCcos({ dataDir });
+  try {
+    assert.deepEqual(keys(dataDir), ['k1', 'k2', 'k3'], 'the persisted writes were redone (and committed), the last one lost');
+    assert.deepEqual(registered(ccos.chain.list()), ['x1', 'x2']);
+    assert.equal(ccos.verifyChain().ok, true, JSON.stringify(ccos.verifyChain().problems));
+    assert.deepEqual(fs.readdirSync(path.join(dataDir, 'redo')), [], 'the log is gone once redone');
+    assert.equal(ccos.store.db.prepare("SELECT COUNT(*) FROM meta WHERE key LIKE 'redo:%'").pluck().get(), 0, 'and so is its marker');
+  } finally {
+    ccos.close();
+  }
+});
+
+test('redo: groups already committed are not redone again, though their lines are still in the file', (t) => {
+  const { dataDir, crash } = setup(t);
+  // Group 1 is long and committed; group 2, shorter, overwrites its start and is only persisted:
+  // the file holds group 2's lines, then what is left of group 1's.
+  const long = Array.from({ length: 30 }, (_, i) => `k1-${String(i).padStart(2, '0')}`);
+  crash([{ keys: long, actions: ['x1'], commit: true }, { keys: ['k2'], actions: ['x2'] }]);
+  const log = fs.readdirSync(path.join(dataDir, 'redo'))[0];
+  const text = fs.readFileSync(path.join(dataDir, 'redo', log), 'utf8');
+  assert.ok(text.includes('k1-29'), 'group 1 is still in the file');
+  assert.deepEqual([...new Set(readLog(path.join(dataDir, 'redo', log)).map((r) => r.group))], [2], 'the log reads as group 2 alone');
+  const ccos = openCcos({ dataDir });
+  try {
+    assert.deepEqual(keys(dataDir), [...long, 'k2']);
+    assert.deepEqual(registered(ccos.chain.list()), ['x1', 'x2'], 'x1 once: its group was marked committed');
+    assert.equal(ccos.verifyChain().ok, true);
+  } finally {
+    ccos.close();
+  }
+});
+
+test('redo: actions are appended again at the head when another process appended meanwhile (renumbered, the chain verifies)', (t) => {
+  const { dataDir, crash } = setup(t);
+  const before = openCcos({ dataDir }); // open before the crash: it does not redo the log
+  try {
+    crash([{ actions: ['x-lost-1', 'x-lost-2'] }]);
+    before.store.tx(() => before.orchestrator.record({ type: 'CapabilityRegistered', data: { capability: 'x-meanwhile' } }));
+  } finally {
+    before.close();
+  }
+  const ccos = openCcos({ dataDir });
+  try {
+    assert.deepEqual(registered(ccos.chain.list()), ['x-meanwhile', 'x-lost-1', 'x-lost-2']);
+    const report = ccos.verifyChain();
+    assert.equal(report.ok, true, JSON.stringify(report.problems));
+  } finally {
+    ccos.close();
+  }
+});
+
+test('redo: a write made around the store (db.prepare) cannot be redone, so persist commits instead', (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+  const ccos = openCcos({ dataDir, groupCommitMs: 600_000 });
+  t.after(() => {
+    ccos.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  const commits = ccos.store.commits;
+  ccos.store.deferredTx(() => ccos.store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('k-captured', 'v'));
+  ccos.store.persist();
+  assert.equal(ccos.store.commits, commits, 'captured writes are persisted, not committed');
+  ccos.store.deferredTx(() => ccos.store.db.prepare('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('k-raw', 'v'));
+  ccos.store.persist();
+  assert.equal(ccos.store.commits, commits + 1, 'a raw write makes persist commit');
+  assert.deepEqual(keys(dataDir), ['k-captured', 'k-raw']);
+});
+
+test('redo: when SQLite rolls back a group under the store, its persisted writes are redone by the next transaction', (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+  const ccos = openCcos({ dataDir, groupCommitMs: 600_000 });
+  t.after(() => {
+    ccos.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  const put = (k: string): void => void ccos.store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run(k, 'v');
+  ccos.store.deferredTx(() => {
+    put('k1');
+    ccos.orchestrator.record({ type: 'CapabilityRegistered', data: { capability: 'x1' } });
+  });
+  ccos.store.persist();
+  ccos.store.deferredTx(() => put('k2')); // not persisted
+  ccos.store.db.exec('ROLLBACK'); // as SQLite does after a full disk
+  assert.throws(() => ccos.store.tx(() => put('k3')), /rolled back/);
+  // Meanwhile a crash would leave the persisted writes, from the log.
+  assert.deepEqual(afterCrash(dataDir, (db) => db.prepare("SELECT key FROM state_kv WHERE key LIKE 'k%' ORDER BY key").pluck().all()), ['k1']);
+  ccos.store.tx(() => put('k4'));
+  assert.deepEqual(keys(dataDir), ['k1', 'k4'], 'k1 redone, k2 lost with the group, k3 refused');
+  assert.deepEqual(registered(ccos.chain.list()), ['x1']);
+  assert.equal(ccos.verifyChain().ok, true);
+});
+
+test('redo: reading a log stops at its first line that is not a whole record', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'x.redo');
+  const good = redoLine(3, 'sql', JSON.stringify(['DELETE FROM meta WHERE key = ?', ['a']])) + redoLine(3, 'seal', 'null');
+  fs.writeFileSync(file, good + '3 sql ["DELETE FROM meta WHE');
+  assert.deepEqual(readLog(file).map((r) => [r.group, r.kind]), [[3, 'sql'], [3, 'seal']], 'a batch cut off mid-line');
+  fs.writeFileSync(file, good + 'e = ?",["b"]]]\n' + redoLine(1, 'seal', 'null'));
+  assert.deepEqual(readLog(file).map((r) => [r.group, r.kind]), [[3, 'sql'], [3, 'seal']], 'the remainder of an overwritten line ends the log');
+  assert.deepEqual(readLog(path.join(dir, 'missing.redo')), []);
+});
