@@ -100,13 +100,24 @@ test('store: deferred writes are committed by the group timer, and by close', as
   assert.equal(onDisk(dir, (db) => db.prepare("SELECT COUNT(*) FROM state_kv WHERE key = 'close'").pluck().get()), 1, 'committed by close');
 });
 
-test('store: with strict durability nothing is deferred', (t) => {
+test('store: with strict durability a deferred write is in the synced redo log when deferredTx returns, committed later', (t) => {
   const dir = tempDir(t);
-  const store = new SqliteStore(dir, { durability: 'strict' });
+  const store = new SqliteStore(dir, { durability: 'strict', groupCommitMs: 600_000 });
   t.after(() => store.close());
+  const synced: number[] = [];
+  const fdatasyncSync = fs.fdatasyncSync;
+  fs.fdatasyncSync = (fd: number) => {
+    synced.push(fd);
+    fdatasyncSync(fd);
+  };
+  t.after(() => (fs.fdatasyncSync = fdatasyncSync));
   const before = store.commits;
   store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('s', '1'));
-  assert.equal(store.commits, before + 1);
+  assert.equal(store.commits, before, 'not committed');
+  assert.equal(synced.length, 1, 'one fdatasync, of the redo log');
+  assert.equal(onDisk(dir, (db) => db.prepare('SELECT COUNT(*) FROM state_kv').pluck().get()), 0);
+  assert.equal(afterCrash(dir, (db) => db.prepare('SELECT COUNT(*) FROM state_kv').pluck().get()), 1, 'a crash now keeps it');
+  store.commit();
   assert.equal(onDisk(dir, (db) => db.prepare('SELECT COUNT(*) FROM state_kv').pluck().get()), 1);
 });
 

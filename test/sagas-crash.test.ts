@@ -5,7 +5,7 @@
 // property test over random saga lengths, failure points and crash points checks that no effect is
 // left uncompensated and none runs twice.
 //
-// Effects are counted in the node's own SQLite store (`counters`, one row per effect and argument),
+// Effects happen outside CCOS: each appends a line naming it to a file beside the data dir,
 // written by the provider in the same process as the effect, so a count survives the kill.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,6 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { openCcos, type Action } from '../src/ccos/index.js';
 
@@ -28,6 +27,8 @@ const LIB_URL = new URL('../src/ccos/index.js', import.meta.url).href;
  * `bombWhen` 'before' or 'after' the effect.
  */
 const DRIVER = `
+import fs from 'node:fs';
+import path from 'node:path';
 import { openCcos, valueToPlainJson } from ${JSON.stringify(LIB_URL)};
 const cfg = JSON.parse(process.argv[2]);
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
@@ -37,14 +38,14 @@ const die = () => {
   process.kill(process.pid, 'SIGKILL');
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000);
 };
-const bump = (ctx, name) => ctx.store.db.prepare('INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1').run(name);
+const bump = (name) => fs.appendFileSync(path.join(cfg.dataDir, '..', 'effects.log'), name + '\\n');
 for (const kind of ['do', 'undo']) {
-  ccos.registerCapability({ id: 'svc.' + kind }, async (args, ctx) => {
+  ccos.registerCapability({ id: 'svc.' + kind }, async (args) => {
     const k = ++effects;
     if (cfg.bombAt === k && cfg.bombWhen === 'before') die();
     if (cfg.delayMs) await new Promise((r) => setTimeout(r, cfg.delayMs));
-    bump(ctx, kind + ':' + String(args[0]));
-    bump(ctx, kind);
+    bump(kind + ':' + String(args[0]));
+    bump(kind);
     if (cfg.bombAt === k && cfg.bombWhen === 'after') die();
     return true;
   });
@@ -104,13 +105,12 @@ function drive(dir: string, cfg: DriverConfig): Promise<Outcome> {
   });
 }
 
+/** How many times each effect happened (lines of the effects file beside the data dir). */
 function counters(dbPath: string): Record<string, number> {
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  try {
-    return Object.fromEntries((db.prepare('SELECT name, value FROM counters').all() as { name: string; value: number }[]).map((r) => [r.name, r.value]));
-  } finally {
-    db.close();
-  }
+  const file = path.join(path.dirname(dbPath), '..', 'effects.log');
+  const counts: Record<string, number> = {};
+  for (const name of fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : []) counts[name] = (counts[name] ?? 0) + 1;
+  return counts;
 }
 
 type Decision = { answer: boolean } | { retry: true };

@@ -40,7 +40,7 @@ export interface CcosOptions {
   dataDir?: string;
   /** `strict`: fsync before a call's result is used. */
   durability?: Durability;
-  /** With normal durability: how long (ms) writes may wait to share a commit (default 2). */
+  /** How long (ms) writes may wait to share a commit (default 2; with strict durability 20). */
   groupCommitMs?: number;
   /** Root directory of `ccos.fs.*` (default: the current directory). */
   workspaceRoot?: string;

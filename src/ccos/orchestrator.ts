@@ -252,7 +252,7 @@ export class Orchestrator {
   private readonly active = new Map<string, ActiveRun>();
   /** Steps whose profile has been recorded (run id | step path). */
   private readonly profiled = new Set<string>();
-  /** The commit shared by the calls that start together (see `commitBarrier`). */
+  /** The persist shared by the calls that start together (see `persistBarrier`). */
   private barrier: Promise<void> | null = null;
   /** Unit sources as checkpoints store them: JSON text and blob address, by source. */
   private readonly sourceBlobs = new Map<string, { json: string; address: string }>();
@@ -706,13 +706,13 @@ export class Orchestrator {
             deferred = decision;
             return undefined;
           }
-          // With strict durability, calls starting together (a step.parallel) share the commit of
-          // their "started" marks, made before any of their effects begins.
+          // With strict durability, calls starting together (a step.parallel) share the fdatasync
+          // of their "started" marks, made before any of their effects begins.
           if (together && this.store.strict && decision.decision === 'allow') {
-            const action = this.store.deferredTx(() => recordCall(decision, stepPath), { evenIfStrict: true });
-            return this.commitBarrier().then(() => action);
+            const action = this.store.deferredTx(() => recordCall(decision, stepPath), { persistLater: true });
+            return this.persistBarrier().then(() => action);
           }
-          // Normal durability: the mark, and every answer before it, go to the redo log.
+          // The mark, and every answer before it, go to the redo log before the effect starts.
           return this.store.durableTx(() => recordCall(decision, stepPath));
         },
         afterEffect: (recorded, result, durationMs) => {
@@ -762,15 +762,15 @@ export class Orchestrator {
   }
 
   /**
-   * Resolves once everything written so far is committed: by one commit, after every call that
+   * Resolves once everything written so far is persisted: by one `persist`, after every call that
    * started in this turn of the event loop has written its "started" mark.
    */
-  private commitBarrier(): Promise<void> {
+  private persistBarrier(): Promise<void> {
     this.barrier ??= new Promise<void>((resolve, reject) =>
       setImmediate(() => {
         this.barrier = null;
         try {
-          this.store.commit();
+          this.store.persist();
           resolve();
         } catch (e) {
           reject(e);
