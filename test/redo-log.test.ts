@@ -16,8 +16,8 @@ const LIB_URL = new URL('../src/ccos/index.js', import.meta.url).href;
 
 /**
  * Child: opens the data dir, then for each group writes state_kv keys and chain actions with
- * `deferredTx`, persists them, and commits if told to; then writes `unpersisted` keys, and dies
- * by SIGKILL without closing anything.
+ * `deferredTx`, persists them, and commits if told to; then writes `unpersisted` keys; then runs
+ * `plan` if given (printing its result); and dies by SIGKILL without closing anything.
  */
 const CHILD = `
 import { openCcos } from ${JSON.stringify(LIB_URL)};
@@ -34,6 +34,10 @@ for (const g of cfg.groups) {
   if (g.commit) ccos.store.commit();
 }
 ccos.store.deferredTx(() => (cfg.unpersisted ?? []).forEach(put));
+if (cfg.plan) {
+  const r = await ccos.run(cfg.plan);
+  process.stdout.write(JSON.stringify({ runId: r.runId, status: r.status }) + '\\n');
+}
 process.kill(process.pid, 'SIGKILL');
 `;
 
@@ -43,14 +47,15 @@ interface Group {
   commit?: boolean;
 }
 
-function setup(t: { after: (fn: () => void) => void }): { dir: string; dataDir: string; crash: (groups: Group[], unpersisted?: string[]) => void } {
+function setup(t: { after: (fn: () => void) => void }): { dir: string; dataDir: string; crash: (groups: Group[], unpersisted?: string[], plan?: string) => string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'child.mjs'), CHILD);
   const dataDir = path.join(dir, 'data');
-  const crash = (groups: Group[], unpersisted: string[] = []): void => {
-    const r = spawnSync(process.execPath, [path.join(dir, 'child.mjs'), JSON.stringify({ dataDir, groups, unpersisted })], { encoding: 'utf8' });
+  const crash = (groups: Group[], unpersisted: string[] = [], plan?: string): string => {
+    const r = spawnSync(process.execPath, [path.join(dir, 'child.mjs'), JSON.stringify({ dataDir, groups, unpersisted, plan })], { encoding: 'utf8' });
     assert.equal(r.signal, 'SIGKILL', `the child died by SIGKILL; stderr: ${r.stderr}`);
+    return r.stdout;
   };
   return { dir, dataDir, crash };
 }
@@ -79,6 +84,25 @@ test('redo: what was persisted survives kill -9 without a commit and is redone o
     assert.equal(ccos.verifyChain().ok, true, JSON.stringify(ccos.verifyChain().problems));
     assert.deepEqual(fs.readdirSync(path.join(dataDir, 'redo')), [], 'the log is gone once redone');
     assert.equal(ccos.store.db.prepare("SELECT COUNT(*) FROM meta WHERE key LIKE 'redo:%'").pluck().get(), 0, 'and so is its marker');
+  } finally {
+    ccos.close();
+  }
+});
+
+test('redo: a run that paused just before kill -9 is paused, not lost, and resumes in another process', async (t) => {
+  const { dataDir, crash } = setup(t);
+  const out = JSON.parse(crash([], [], '(str "answer: " (call :ccos.user.ask "ok?"))')) as { runId: string; status: string };
+  assert.equal(out.status, 'paused');
+  const db = new Database(path.join(dataDir, 'ccos.db'), { readonly: true });
+  assert.equal(db.prepare('SELECT status FROM runs WHERE id = ?').pluck().get(out.runId), 'running', 'the pause was not committed');
+  db.close();
+  const ccos = openCcos({ dataDir });
+  try {
+    assert.equal(ccos.runs().find((r) => r.id === out.runId)?.status, 'paused');
+    const r = await ccos.resume(out.runId, { answer: 'yes' });
+    assert.equal(r.status, 'completed');
+    assert.equal(r.value, 'answer: yes');
+    assert.equal(ccos.verifyChain().ok, true);
   } finally {
     ccos.close();
   }

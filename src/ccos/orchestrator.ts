@@ -890,8 +890,13 @@ export class Orchestrator {
     }
   }
 
+  /**
+   * Pauses a run: its checkpoint and status go to the redo log at once (a crash keeps the run
+   * paused) and are committed with the group, within `groupCommitMs` (another process sees the
+   * run as paused from then on).
+   */
   private pause(run: ActiveRun, waiting: Json): RunResult {
-    const cp = this.store.tx(() => {
+    const cp = this.store.durableTx(() => {
       const { id, bytes } = this.checkpoint(run, 'pause', true);
       this.ctxAction(run, 'PlanPaused', [], { checkpoint: id, checkpoint_bytes: bytes, waiting });
       this.store.stmt("UPDATE runs SET status = 'paused', checkpoint = ?, waiting = ?, owner = NULL, updated = ? WHERE id = ?").run(id, JSON.stringify(waiting), isoNow(), run.runId);

@@ -7,7 +7,7 @@
  * Must never: interpret plan code, or leave a half-written record (every multi-row change is one
  * transaction).
  *
- * Group commit (normal durability): `deferredTx` writes join one open transaction that is
+ * Group commit: `deferredTx` writes join one open transaction that is
  * committed by the next `tx` (or `commit`), after `groupCommitMs` or GROUP_MAX_WRITES, or on close.
  * Why: a commit costs 15–50 µs here, most of a governed call. Deferring is safe only for records
  * whose loss in a crash is the same as a crash a moment earlier (a result that nothing outside the
@@ -17,7 +17,7 @@
  *
  * Strict durability: every `deferredTx` is persisted with an fdatasync of the redo log before it
  * returns (~0.1 ms here, where a synchronous SQLite commit costs 0.15–0.3 ms); the group is
- * committed as above, and `tx` (pauses, ends) commits with an fsync.
+ * committed as above (every 20 ms by default), and `tx` (ends) commits with an fsync.
  *
  * The redo log: while a transaction is open, every write made through `stmt` is captured (its SQL
  * and parameters), and higher modules capture what cannot be replayed as SQL (the chain's
@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, stream TEXT NOT NULL
 export type Durability = 'normal' | 'strict';
 
 export interface StoreOptions {
-  /** `strict`: fsync on every commit (a call's result is on disk before the plan uses it). */
+  /** `strict`: every write is synced to disk (in the redo log) before anything uses it. */
   durability?: Durability;
   /** Open without creating the data dir (read-only commands on a missing dir fail clearly). */
   mustExist?: boolean;
@@ -142,7 +142,7 @@ export class SqliteStore {
   generation = 0;
   private readonly statements = new Map<string, Database.Statement>();
   private readonly groupCommitMs: number;
-  /** Strict durability: every commit is fsynced, and nothing waits in a group. */
+  /** Strict durability: deferred writes are fdatasynced in the redo log, commits fsynced. */
   readonly strict: boolean;
   /** Depth of `tx`/`deferredTx` bodies being run (nested ones join the outermost). */
   private depth = 0;
