@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { openCcos } from '../src/ccos/index.js';
+import { CcosError, openCcos } from '../src/ccos/index.js';
 import { readLog, redoLine } from '../src/ccos/store/redo-log.js';
 import { afterCrash } from './support.js';
 
@@ -198,4 +198,20 @@ test('redo: reading a log stops at its first line that is not a whole record', (
   fs.writeFileSync(file, good + 'e = ?",["b"]]]\n' + redoLine(1, 'seal', 'null'));
   assert.deepEqual(readLog(file).map((r) => [r.group, r.kind]), [[3, 'sql'], [3, 'seal']], 'the remainder of an overwritten line ends the log');
   assert.deepEqual(readLog(path.join(dir, 'missing.redo')), []);
+});
+
+test('redo: a log that cannot be redone stops the open with an error naming the file and the way out', (t) => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+  t.after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  openCcos({ dataDir }).close();
+  const file = path.join(dataDir, 'redo', '0-1-abcd.redo');
+  fs.mkdirSync(path.dirname(file));
+  fs.writeFileSync(file, redoLine(1, 'sql', JSON.stringify(['INSERT INTO state_kv (key, value) VALUES (?, ?)', ['k-before', 'v']])) + redoLine(1, 'sql', JSON.stringify(['INSERT INTO no_such_table (x) VALUES (?)', [1]])));
+  assert.throws(
+    () => openCcos({ dataDir }),
+    (e: unknown) => e instanceof CcosError && e.code === 'data-dir' && e.message.includes(file) && /no_such_table/.test(e.message) && /move the file/.test(e.hint ?? ''),
+  );
+  assert.deepEqual(keys(dataDir), [], 'nothing of it was applied');
+  fs.renameSync(file, path.join(dataDir, 'set-aside.redo'));
+  openCcos({ dataDir }).close();
 });

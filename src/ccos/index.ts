@@ -110,7 +110,12 @@ export class Ccos {
     this.lazyProviders('openapi', async () => void (await import('./providers/openapi.js')).installOpenApi(this));
     this.lazyProviders('sandbox', async () => void (await import('./providers/sandbox.js')).installSandbox(this));
     // Every table and replayer exists now: redo what crashed processes persisted but never committed.
-    this.store.recoverRedo();
+    try {
+      this.store.recoverRedo();
+    } catch (e) {
+      this.store.close();
+      throw e;
+    }
   }
 
   /** Registers a provider factory that first loads (and installs) the module of its kind. */

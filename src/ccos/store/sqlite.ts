@@ -328,15 +328,23 @@ export class SqliteStore {
     for (const log of orphanedLogs(redoDir(this.dataDir))) {
       const records = readLog(log.file);
       const marker = `redo:${log.id}`;
-      this.tx(() => {
-        // Another process may have redone it since it was read (it removes the log, then the marker).
-        if (!fs.existsSync(log.file)) return;
-        const done = Number(this.getMeta(marker) ?? 0);
-        const todo = records.filter((r) => r.group > done);
-        if (!todo.length) return;
-        this.replay(todo.map((r) => ({ k: r.kind, d: r.kind === 'sql' ? JSON.parse(r.json) : r.json })));
-        this.setMeta(marker, String(todo[todo.length - 1].group));
-      });
+      try {
+        this.tx(() => {
+          // Another process may have redone it since it was read (it removes the log, then the marker).
+          if (!fs.existsSync(log.file)) return;
+          const done = Number(this.getMeta(marker) ?? 0);
+          const todo = records.filter((r) => r.group > done);
+          if (!todo.length) return;
+          this.replay(todo.map((r) => ({ k: r.kind, d: r.kind === 'sql' ? JSON.parse(r.json) : r.json })));
+          this.setMeta(marker, String(todo[todo.length - 1].group));
+        });
+      } catch (e) {
+        const err = translateSqliteError(e, this.dbPath);
+        if (err instanceof CcosError) throw err; // the store's own trouble (full, busy), said as such
+        throw new CcosError('data-dir', `cannot redo ${log.file}, left by a process that stopped before committing it: ${(e as Error).message}`, {
+          hint: 'move the file out of the redo directory to open the data dir without it; the runs it covers may then have lost their last records (`ccos runs list` shows them as running)',
+        });
+      }
       fs.rmSync(log.file, { force: true });
       this.tx(() => this.stmt('DELETE FROM meta WHERE key = ?').run(marker));
     }
