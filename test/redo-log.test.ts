@@ -17,9 +17,12 @@ const LIB_URL = new URL('../src/ccos/index.js', import.meta.url).href;
 /**
  * Child: opens the data dir, then for each group writes state_kv keys and chain actions with
  * `deferredTx`, persists them, and commits if told to; then writes `unpersisted` keys; then runs
- * `plan` if given (printing its result); and dies by SIGKILL without closing anything.
+ * `plan` if given (printing its result), or resumes run `resume` with the answer "yes", dying
+ * inside the first call of `test.effect`, after its effect; and dies by SIGKILL without closing
+ * anything.
  */
 const CHILD = `
+import fs from 'node:fs';
 import { openCcos } from ${JSON.stringify(LIB_URL)};
 const cfg = JSON.parse(process.argv[2]);
 // Groups end where the test says (no commit by age, however slow the machine).
@@ -38,6 +41,14 @@ if (cfg.plan) {
   const r = await ccos.run(cfg.plan);
   process.stdout.write(JSON.stringify({ runId: r.runId, status: r.status }) + '\\n');
 }
+if (cfg.resume) {
+  // A non-idempotent effect outside CCOS (a line in a file); the process dies right after it.
+  ccos.registerCapability({ id: 'test.effect' }, () => {
+    fs.appendFileSync(cfg.effects, 'x\\n');
+    process.kill(process.pid, 'SIGKILL');
+  });
+  await ccos.resume(cfg.resume, { answer: 'yes' });
+}
 process.kill(process.pid, 'SIGKILL');
 `;
 
@@ -47,13 +58,19 @@ interface Group {
   commit?: boolean;
 }
 
-function setup(t: { after: (fn: () => void) => void }): { dir: string; dataDir: string; crash: (groups: Group[], unpersisted?: string[], plan?: string) => string } {
+interface ChildExtra {
+  plan?: string;
+  resume?: string;
+  effects?: string;
+}
+
+function setup(t: { after: (fn: () => void) => void }): { dir: string; dataDir: string; crash: (groups: Group[], unpersisted?: string[], extra?: ChildExtra) => string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'child.mjs'), CHILD);
   const dataDir = path.join(dir, 'data');
-  const crash = (groups: Group[], unpersisted: string[] = [], plan?: string): string => {
-    const r = spawnSync(process.execPath, [path.join(dir, 'child.mjs'), JSON.stringify({ dataDir, groups, unpersisted, plan })], { encoding: 'utf8' });
+  const crash = (groups: Group[], unpersisted: string[] = [], extra: ChildExtra = {}): string => {
+    const r = spawnSync(process.execPath, [path.join(dir, 'child.mjs'), JSON.stringify({ dataDir, groups, unpersisted, ...extra })], { encoding: 'utf8' });
     assert.equal(r.signal, 'SIGKILL', `the child died by SIGKILL; stderr: ${r.stderr}`);
     return r.stdout;
   };
@@ -91,7 +108,7 @@ test('redo: what was persisted survives kill -9 without a commit and is redone o
 
 test('redo: a run that paused just before kill -9 is paused, not lost, and resumes in another process', async (t) => {
   const { dataDir, crash } = setup(t);
-  const out = JSON.parse(crash([], [], '(str "answer: " (call :ccos.user.ask "ok?"))')) as { runId: string; status: string };
+  const out = JSON.parse(crash([], [], { plan: '(str "answer: " (call :ccos.user.ask "ok?"))' })) as { runId: string; status: string };
   assert.equal(out.status, 'paused');
   const db = new Database(path.join(dataDir, 'ccos.db'), { readonly: true });
   assert.equal(db.prepare('SELECT status FROM runs WHERE id = ?').pluck().get(out.runId), 'running', 'the pause was not committed');
@@ -102,6 +119,33 @@ test('redo: a run that paused just before kill -9 is paused, not lost, and resum
     const r = await ccos.resume(out.runId, { answer: 'yes' });
     assert.equal(r.status, 'completed');
     assert.equal(r.value, 'answer: yes');
+    assert.equal(ccos.verifyChain().ok, true);
+  } finally {
+    ccos.close();
+  }
+});
+
+test('redo: a paused run resumed by a process that died before committing is not re-run by a node that was open all along', async (t) => {
+  const { dir, dataDir, crash } = setup(t);
+  const effects = path.join(dir, 'effects');
+  const count = (): number => (fs.existsSync(effects) ? fs.readFileSync(effects, 'utf8').length / 2 : 0);
+  const ccos = openCcos({ dataDir });
+  try {
+    ccos.registerCapability({ id: 'test.effect' }, () => (fs.appendFileSync(effects, 'x\n'), count()));
+    const paused = await ccos.run('(do (call :ccos.user.ask "go?") (call :test.effect 1) :done)');
+    assert.equal(paused.status, 'paused');
+    ccos.store.commit();
+    // Another process resumes the run, runs the effect, and dies before its group is committed:
+    // on disk the run still looks paused, and this node still holds its parked machine.
+    crash([], [], { resume: paused.runId, effects });
+    assert.equal(count(), 1);
+    // The answer is the dead process's (it is journaled there); the call in flight at its death
+    // is not run again: `answer` also settles a call whose outcome is unknown.
+    const r = await ccos.resume(paused.runId, { answer: 'yes' });
+    assert.equal(r.status, 'completed', JSON.stringify(r));
+    assert.equal(count(), 1, 'the effect was not run again');
+    const results = ccos.chain.list({ runId: paused.runId }).filter((a) => a.type === 'CapabilityResult' && a.data.capability === 'test.effect');
+    assert.deepEqual(results.map((a) => a.data.answered_by), ['resume'], 'its outcome was taken as unknown and settled by the resume');
     assert.equal(ccos.verifyChain().ok, true);
   } finally {
     ccos.close();

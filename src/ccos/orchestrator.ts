@@ -6,14 +6,14 @@
  * semantics (timeouts, retries with backoff, `:on-fail`), the journal of every answer given to a
  * machine, checkpoints `cp-<sha256>` at pauses and step boundaries, crash recovery (a completed
  * effect is never executed twice; an in-flight call is retried only if idempotent), and replay.
- * Must never: run a capability except through `Gate`; start a non-idempotent effect before every
- * answer given so far is committed or in the redo log; pause or end a run before they are
+ * Must never: run a capability except through `Gate`; start a non-idempotent effect or pause a
+ * run before every answer given so far is committed or in the redo log; end a run before they are
  * committed (with strict durability: let a machine use an answer before it is on disk).
  *
  * Commits (see SqliteStore's group commit): with normal durability, answers and bookkeeping are
  * written with `deferredTx`; the "started" mark of a non-idempotent call is written with
  * `durableTx`, which puts it and everything before it in the redo log before the effect starts;
- * a pause and the end commit. A crash loses at most what no effect outside the plan has depended
+ * so is a pause; the end commits. A crash loses at most what no effect outside the plan has depended
  * on yet: pure work is redone, idempotent calls may run again, and a non-idempotent call whose
  * result was lost is already marked started, so the run pauses for a person as for any call in
  * flight at a crash.
@@ -320,6 +320,9 @@ export class Orchestrator {
 
   /** Continues a paused or crashed run (by run id or checkpoint id) in this process. */
   async resume(idOrCheckpoint: string, resumeOpts: ResumeOptions = {}): Promise<RunResult> {
+    // A process that died after resuming this run may have logged work it never committed (its
+    // claim too, so the run may still look paused): redo that first.
+    this.store.recoverRedo();
     // The lease columns only: a parked run needs no more (the full row is read to restore one).
     const lease = (id: string): RunLease | undefined => this.store.stmt('SELECT id, status, checkpoint, owner FROM runs WHERE id = ?').get(id) as RunLease | undefined;
     let row = lease(idOrCheckpoint);
@@ -332,13 +335,6 @@ export class Orchestrator {
       }
     }
     if (!row) throw new CcosError('not-found', `no run or checkpoint ${idOrCheckpoint}`, { hint: 'list runs with `ccos runs list`' });
-    if (row.status === 'running') {
-      // Not paused cleanly: what its process persisted but never committed is redone first
-      // (unless that process is still driving it, which `checkLease` refuses).
-      this.checkLease(row);
-      this.store.recoverRedo();
-      row = lease(row.id)!;
-    }
     if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') {
       throw new CcosError('run-finished', `run ${row.id} is already ${row.status}`, { hint: '`ccos runs show` shows its result; `ccos replay` re-checks it' });
     }

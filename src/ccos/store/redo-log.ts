@@ -3,7 +3,7 @@
  * store's open group transaction which must survive a crash before the group is committed.
  *
  * Owns: this store's log file (created on first use, appended to with one `write` per batch,
- * emptied once its batches are committed, removed on close), telling whether another log's
+ * started over once its batches are committed, removed on close), telling whether another log's
  * owner is still alive, and reading a dead owner's log back.
  * Must never: interpret what it holds (the store encodes and replays records), or touch the log
  * of a process that is still running.
@@ -58,6 +58,7 @@ export class RedoLog {
         fs.mkdirSync(this.dir, { recursive: true });
         this.fd = fs.openSync(this.file, 'w');
         this.size = 0;
+        if (sync) syncDirectory(this.dir); // the new file's name must survive a power loss too
       }
       const bytes = Buffer.byteLength(text);
       const written = fs.writeSync(this.fd, text, this.size, 'utf8');
@@ -94,8 +95,8 @@ export class RedoLog {
   }
 }
 
-/** The logs in `dir` whose owning process is gone, oldest first by name. */
-export function orphanedLogs(dir: string): { id: string; file: string }[] {
+/** The logs in `dir` whose owning process is gone, oldest first by name (`ownId`: a live one). */
+export function orphanedLogs(dir: string, ownId: string): { id: string; file: string }[] {
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -105,7 +106,7 @@ export function orphanedLogs(dir: string): { id: string; file: string }[] {
   const out: { id: string; file: string }[] = [];
   for (const name of names.sort()) {
     const m = /^(\d+)-(\d+)-[0-9a-f]+\.redo$/.exec(name);
-    if (!m || ownerAlive(Number(m[1]), Number(m[2]))) continue;
+    if (!m || name === `${ownId}.redo` || ownerAlive(Number(m[1]), Number(m[2]))) continue;
     out.push({ id: name.slice(0, -'.redo'.length), file: path.join(dir, name) });
   }
   return out;
@@ -143,6 +144,15 @@ export function readLog(file: string): RedoRecord[] {
 /** A record as a line of the log. */
 export function redoLine(group: number, kind: string, json: string): string {
   return `${group} ${kind} ${json}\n`;
+}
+
+function syncDirectory(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** The start time of a process as the kernel counts it (Linux), or null where that cannot be read. */

@@ -322,10 +322,11 @@ export class SqliteStore {
   /**
    * Replays the redo logs of processes that died with writes not yet committed, each in one
    * transaction that also marks its groups as in; then removes the logs. Call once every table
-   * and replayer is set up (on open), and before resuming a run that was not paused cleanly.
+   * and replayer is set up (on open), and before resuming any run: another process may have
+   * resumed it, logged what it did, and died before committing (so the run still looks paused).
    */
   recoverRedo(): void {
-    for (const log of orphanedLogs(redoDir(this.dataDir))) {
+    for (const log of orphanedLogs(redoDir(this.dataDir), this.redo.id)) {
       const records = readLog(log.file);
       const marker = `redo:${log.id}`;
       try {
