@@ -95,21 +95,26 @@ export class RedoLog {
   }
 }
 
-/** The logs in `dir` whose owning process is gone, oldest first by name (`ownId`: a live one). */
-export function orphanedLogs(dir: string, ownId: string): { id: string; file: string }[] {
+/**
+ * The logs in `dir` whose owning process is gone, oldest first by name; `others`: whether any log
+ * but `ownId`'s (a live one) is there, dead or alive.
+ */
+export function orphanedLogs(dir: string, ownId: string): { orphaned: { id: string; file: string }[]; others: boolean } {
   let names: string[];
   try {
     names = fs.readdirSync(dir);
   } catch {
-    return [];
+    return { orphaned: [], others: false };
   }
-  const out: { id: string; file: string }[] = [];
+  const orphaned: { id: string; file: string }[] = [];
+  let others = false;
   for (const name of names.sort()) {
     const m = /^(\d+)-(\d+)-[0-9a-f]+\.redo$/.exec(name);
-    if (!m || name === `${ownId}.redo` || ownerAlive(Number(m[1]), Number(m[2]))) continue;
-    out.push({ id: name.slice(0, -'.redo'.length), file: path.join(dir, name) });
+    if (!m || name === `${ownId}.redo`) continue;
+    others = true;
+    if (!ownerAlive(Number(m[1]), Number(m[2]))) orphaned.push({ id: name.slice(0, -'.redo'.length), file: path.join(dir, name) });
   }
-  return out;
+  return { orphaned, others };
 }
 
 /**

@@ -172,6 +172,8 @@ export class SqliteStore {
   private capturedChanges = 0;
   private changesAtBegin = 0;
   private readonly replayers = new Map<string, Replayer>();
+  /** The redo directory as `recoverRedo` last saw it: its mtime, when, and whether other processes had logs. */
+  private redoScan: { mtime: number; at: number; others: boolean } | null = null;
 
   constructor(
     readonly dataDir: string,
@@ -326,7 +328,16 @@ export class SqliteStore {
    * resumed it, logged what it did, and died before committing (so the run still looks paused).
    */
   recoverRedo(): void {
-    for (const log of orphanedLogs(redoDir(this.dataDir), this.redo.id)) {
+    const dir = redoDir(this.dataDir);
+    // A directory that held no other process's log when last looked at, and has not changed since
+    // (a log is created before anything is written to it), holds none now. File times are coarse
+    // (a clock tick), so a look within a second of the last change does not count.
+    const mtime = fs.statSync(dir, { throwIfNoEntry: false })?.mtimeMs ?? -1;
+    const last = this.redoScan;
+    if (last && last.mtime === mtime && !last.others && last.at - mtime > 1000) return;
+    const logs = orphanedLogs(dir, this.redo.id);
+    this.redoScan = { mtime, at: Date.now(), others: logs.others };
+    for (const log of logs.orphaned) {
       const records = readLog(log.file);
       const marker = `redo:${log.id}`;
       try {
