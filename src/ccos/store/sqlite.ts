@@ -266,7 +266,8 @@ export class SqliteStore {
     const changes = this.db.prepare('SELECT changes()').pluck();
     s.run = (...params: unknown[]) => {
       const info = run(...params);
-      this.captureRecord({ k: 'sql', d: [sql, params] }, info.changes);
+      // A write that changed nothing (an `INSERT OR IGNORE` of a stored blob) need not be redone.
+      if (info.changes > 0) this.captureRecord({ k: 'sql', d: [sql, params] }, info.changes);
       return info;
     };
     // `INSERT ... RETURNING` is read with `get`.
