@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { CcosError, openCcos } from '../src/ccos/index.js';
+import { CcosError, openCcos, type Ccos } from '../src/ccos/index.js';
 import { readLog, redoLine } from '../src/ccos/store/redo-log.js';
 import { afterCrash } from './support.js';
 
@@ -75,6 +75,17 @@ function setup(t: { after: (fn: () => void) => void }): { dir: string; dataDir: 
     return r.stdout;
   };
   return { dir, dataDir, crash };
+}
+
+/** A node in this process over a fresh data dir whose groups end only where the test commits. */
+function groupedNode(t: { after: (fn: () => void) => void }): { ccos: Ccos; dataDir: string } {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+  const ccos = openCcos({ dataDir, groupCommitMs: 600_000 });
+  t.after(() => {
+    ccos.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  return { ccos, dataDir };
 }
 
 const keys = (dataDir: string): string[] => {
@@ -192,12 +203,7 @@ test('redo: actions are appended again at the head when another process appended
 });
 
 test('redo: a write made around the store (db.prepare) cannot be redone, so persist commits instead', (t) => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
-  const ccos = openCcos({ dataDir, groupCommitMs: 600_000 });
-  t.after(() => {
-    ccos.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const { ccos, dataDir } = groupedNode(t);
   const commits = ccos.store.commits;
   ccos.store.deferredTx(() => ccos.store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('k-captured', 'v'));
   ccos.store.persist();
@@ -209,12 +215,7 @@ test('redo: a write made around the store (db.prepare) cannot be redone, so pers
 });
 
 test('redo: when SQLite rolls back a group under the store, its persisted writes are redone by the next transaction', (t) => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
-  const ccos = openCcos({ dataDir, groupCommitMs: 600_000 });
-  t.after(() => {
-    ccos.close();
-    fs.rmSync(dataDir, { recursive: true, force: true });
-  });
+  const { ccos, dataDir } = groupedNode(t);
   const put = (k: string): void => void ccos.store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run(k, 'v');
   ccos.store.deferredTx(() => {
     put('k1');

@@ -949,6 +949,7 @@ export class Orchestrator {
    * cancel and does so at its next request.
    */
   async cancel(runId: string): Promise<RunResult> {
+    this.store.recoverRedo(); // as in `resume`: what a dead process did with the run comes first
     const row = this.runRow(runId);
     if (!row) throw new CcosError('not-found', `no run ${runId}`, { hint: 'list runs with `ccos runs list`' });
     if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') throw new CcosError('run-finished', `run ${runId} is already ${row.status}`);

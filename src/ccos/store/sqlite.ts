@@ -349,7 +349,7 @@ export class SqliteStore {
           const todo = records.filter((r) => r.group > done);
           if (!todo.length) return;
           this.replay(todo.map((r) => ({ k: r.kind, d: r.kind === 'sql' ? JSON.parse(r.json) : r.json })));
-          this.setMeta(marker, String(todo[todo.length - 1].group));
+          this.setMeta(marker, String(Math.max(...todo.map((r) => r.group))));
         });
       } catch (e) {
         const err = translateSqliteError(e, this.dbPath);
