@@ -3,12 +3,13 @@
 // Crashes are real (`kill -9` of a child process) or simulated on a copy of the files (afterCrash).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CcosError, openCcos, type Ccos } from '../src/ccos/index.js';
+import { processAlive, processStartTime } from '../src/ccos/processes.js';
 import { readLog, redoLine } from '../src/ccos/store/redo-log.js';
 import { afterCrash } from './support.js';
 
@@ -259,4 +260,20 @@ test('redo: a log that cannot be redone stops the open with an error naming the 
   assert.deepEqual(keys(dataDir), [], 'nothing of it was applied');
   fs.renameSync(file, path.join(dataDir, 'set-aside.redo'));
   openCcos({ dataDir }).close();
+});
+
+test('processes: a zombie (exited, not reaped) and another incarnation of a pid count as dead', { skip: !fs.existsSync('/proc/self/stat') && 'needs /proc' }, async (t) => {
+  assert.equal(processAlive(process.pid), true);
+  const start = processStartTime(process.pid)!;
+  assert.ok(start > 0);
+  assert.equal(processAlive(process.pid, start), true);
+  assert.equal(processAlive(process.pid, start + 1), false, 'the same pid, started at another time');
+  // `sleep 0.05` is left unreaped by its parent, which becomes `sleep 5`: a zombie until then.
+  const parent = spawn('sh', ['-c', 'sleep 0.05 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => parent.kill('SIGKILL'));
+  const zombie = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (d: Buffer) => resolve(d.toString()))));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.match(fs.readFileSync(`/proc/${zombie}/stat`, 'utf8'), /\) Z /, 'the child is a zombie');
+  assert.equal(processAlive(zombie), false);
+  assert.equal(processAlive(parent.pid!), true);
 });

@@ -58,6 +58,7 @@ import { deriveStepProfile } from './providers/sandbox.js';
 import type { Decision, Gate } from './gate.js';
 import { isStoreFailure, journalKey, type SqliteStore } from './store/sqlite.js';
 import { PauseRun } from './capabilities/types.js';
+import { processAlive } from './processes.js';
 
 export type RunStatus = 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
 
@@ -1069,15 +1070,6 @@ function compensationOf(opts: Value): string | null {
   if (!IMap.isMap(opts)) return null;
   const p = (opts as RMap).get(kw('compensation-of'), null);
   return typeof p === 'string' ? p : null;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === 'EPERM';
-  }
 }
 
 function asError(e: unknown): ErrorValue | RtfsError {

@@ -15,13 +15,14 @@
  * with `sync` it also survives a power loss.
  *
  * A log is named `<pid>-<start>-<random>.redo`, where `<start>` is the process's start time as
- * the kernel counts it (`/proc/<pid>/stat`), so that a new process that reuses the pid of a dead
+ * the kernel counts it (see processes.ts), so that a new process that reuses the pid of a dead
  * one is not taken for the owner.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CcosError } from '../errors.js';
+import { processAlive, processStartTime } from '../processes.js';
 
 /**
  * One record: the group it belongs to, its kind and its data as JSON text. A line is
@@ -112,7 +113,7 @@ export function orphanedLogs(dir: string, ownId: string): { orphaned: { id: stri
     const m = /^(\d+)-(\d+)-[0-9a-f]+\.redo$/.exec(name);
     if (!m || name === `${ownId}.redo`) continue;
     others = true;
-    if (!ownerAlive(Number(m[1]), Number(m[2]))) orphaned.push({ id: name.slice(0, -'.redo'.length), file: path.join(dir, name) });
+    if (!processAlive(Number(m[1]), Number(m[2]))) orphaned.push({ id: name.slice(0, -'.redo'.length), file: path.join(dir, name) });
   }
   return { orphaned, others };
 }
@@ -157,28 +158,5 @@ function syncDirectory(dir: string): void {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
-  }
-}
-
-/** The start time of a process as the kernel counts it (Linux), or null where that cannot be read. */
-function processStartTime(pid: number): number | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may contain spaces and parentheses); starttime is field 22.
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-  } catch {
-    return null;
-  }
-}
-
-const HAVE_PROC = fs.existsSync('/proc/self/stat');
-
-function ownerAlive(pid: number, start: number): boolean {
-  if (HAVE_PROC && start !== 0) return processStartTime(pid) === start;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
