@@ -78,8 +78,19 @@ export function afterCrash<T>(dataDir: string, fn: (db: Database.Database) => T)
   try {
     fs.cpSync(dataDir, copy, { recursive: true, filter: (src) => !src.endsWith('-shm') });
     const redo = path.join(copy, 'redo');
-    // Process 0 never owns a log: the copy's logs belong to no live process.
-    for (const name of fs.existsSync(redo) ? fs.readdirSync(redo) : []) fs.renameSync(path.join(redo, name), path.join(redo, name.replace(/^\d+-\d+-/, '0-1-')));
+    // Process 0 never owns a log: the copy's logs belong to no live process. Each keeps its
+    // commit marker (which groups of it are in the database), under its new name.
+    const logs = fs.existsSync(redo) ? fs.readdirSync(redo) : [];
+    const markers = new Database(path.join(copy, 'ccos.db'));
+    try {
+      for (const name of logs) {
+        const dead = name.replace(/^\d+-\d+-/, '0-1-');
+        fs.renameSync(path.join(redo, name), path.join(redo, dead));
+        markers.prepare('INSERT INTO meta (key, value) SELECT ?, value FROM meta WHERE key = ?').run(`redo:${dead.slice(0, -5)}`, `redo:${name.slice(0, -5)}`);
+      }
+    } finally {
+      markers.close();
+    }
     openCcos({ dataDir: copy, mustExist: true }).close();
     const db = new Database(path.join(copy, 'ccos.db'), { readonly: true, fileMustExist: true });
     try {
