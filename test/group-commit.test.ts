@@ -196,9 +196,9 @@ test('a pause is sealed soon after, and the chain verifies from another process 
 });
 
 for (const durability of ['normal', 'strict'] as const) {
-  // Strict: the marks of a step.parallel share one commit, made before any of its effects.
-  // Normal: each mark goes to the redo log just before its own effect (no commit at all).
-  const title = durability === 'strict' ? 'the "started" marks of a step.parallel share one commit, on disk before any of its effects' : 'each "started" mark of a step.parallel survives a crash before its effect begins, without a commit';
+  // Strict: the marks of a step.parallel share one fdatasync of the redo log, made before any of
+  // their effects. Normal: each mark goes to the redo log just before its own effect.
+  const title = durability === 'strict' ? 'the "started" marks of a step.parallel are synced together, before any of its effects' : 'each "started" mark of a step.parallel survives a crash before its effect begins, without a commit';
   test(`${durability}: ${title}`, async (t) => {
     const { ccos, dataDir } = node(t, durability);
     const startedOnDisk = probe(ccos, dataDir, 'test.effect', false, "SELECT COUNT(*) FROM journal WHERE run_id = ? AND kind = 'call' AND status IN ('started', 'answered')");
