@@ -325,6 +325,52 @@ for (const killAt of [100, 500, 900]) {
   });
 }
 
+// Normal durability, a kill from outside at an arbitrary moment: the non-idempotent marks are in
+// the redo log, not committed, so this is what the log has to carry across the crash.
+for (const killAt of [150, 1100]) {
+  test(`normal durability: kill -9 after ~${killAt} of 2000 external effects, resume: each ran exactly once`, { timeout: 60_000 }, async (t) => {
+    const dir = tempDir(t);
+    const dataDir = path.join(dir, 'data');
+    const dbPath = path.join(dataDir, 'ccos.db');
+    const cap: BombCap = { id: 'test.effect', idempotent: false };
+    const source = `(loop [i 0 acc 0] (if (< i 2000) (recur (inc i) (+ acc (call :${cap.id} i))) acc))`;
+    const first = new Driver(dir, { mode: 'run', dataDir, source, caps: [cap] });
+    const runId = (await first.line((l) => l.event === 'PlanStarted')).runId as string;
+    const deadline = Date.now() + 30_000;
+    while (effects(dbPath, cap.id) < killAt) {
+      assert.ok(Date.now() < deadline, 'progress');
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    first.child.kill('SIGKILL');
+    assert.equal((await first.exited).signal, 'SIGKILL');
+
+    const atCrash = facts(dbPath, runId, cap.id, { effectsOf: cap.id });
+    t.diagnostic(`killed at ${atCrash.counter} effects, ${atCrash.answered} answered, in flight: ${JSON.stringify(atCrash.started)}`);
+    assert.ok(atCrash.counter >= killAt && atCrash.counter < 2000, `killed mid-run (${atCrash.counter} effects)`);
+    assert.ok(atCrash.started.length <= 1, 'at most one call in flight');
+    assert.ok(atCrash.counter - atCrash.answered === 0 || atCrash.counter - atCrash.answered === 1, `effects ${atCrash.counter} vs answered ${atCrash.answered}: every effect but the one in flight has its answer`);
+    if (atCrash.counter === atCrash.answered + 1) assert.equal(atCrash.started.length, 1, 'an effect with no answer is marked started');
+
+    let r = await drive(dir, { mode: 'resume', dataDir, runId, caps: [cap] });
+    if (r.status === 'paused') {
+      assert.equal(r.waiting?.kind, 'outcome-unknown');
+      r = await drive(dir, { mode: 'resume', dataDir, runId, caps: [cap], resume: humanDecision(facts(dbPath, runId, cap.id, { effectsOf: cap.id })) });
+    }
+    assert.equal(r.status, 'completed', JSON.stringify(r));
+    assert.equal(r.value, (2000 * 2001) / 2, 'the plan saw results 1..2000, each once');
+    const end = facts(dbPath, runId, cap.id, { effectsOf: cap.id });
+    assert.equal(end.counter, 2000, 'the effect ran exactly 2000 times');
+    assert.equal(end.answered, 2000);
+    const ccos = openCcos({ dataDir });
+    try {
+      assert.deepEqual(counterResults(ccos.chain.list({ runId }), cap.id).sort((a, b) => a - b), range(1, 2000));
+      assert.equal(ccos.verifyChain().ok, true);
+    } finally {
+      ccos.close();
+    }
+  });
+}
+
 // Deterministic in-flight crashes: the capability itself kills its process at its 7th invocation.
 const BOMB_PLAN = (id: string): string => `(loop [i 0 acc []] (if (< i 20) (recur (inc i) (conj acc (call :${id} i))) acc))`;
 
