@@ -150,9 +150,7 @@ export class CausalChain {
   append(a: NewAction): Action {
     const { generation, seq, prevHash } = this.nextLink();
     const { action, body } = this.build(a, seq, prevHash);
-    this.insert.run(seq, body, action.hash);
-    this.store.capture('action', body, 1);
-    this.linked(generation, action, 1);
+    this.put(generation, seq, body, action.hash);
     return action;
   }
 
@@ -164,10 +162,14 @@ export class CausalChain {
     const { generation, seq, prevHash } = this.nextLink();
     const fields = JSON.parse(recorded) as Record<string, Json>;
     const body = fields.seq === seq ? recorded : canonicalJson({ ...fields, seq });
-    const hashed = sha256(prevHash + body);
-    this.insert.run(seq, body, hashed);
+    this.put(generation, seq, body, sha256(prevHash + body));
+  }
+
+  /** Inserts one action row (captured for the redo log) and makes it the head. */
+  private put(generation: number, seq: number, body: string, hash: string): void {
+    this.insert.run(seq, body, hash);
     this.store.capture('action', body, 1);
-    this.linked(generation, { seq, hash: hashed }, 1);
+    this.linked(generation, { seq, hash }, 1);
   }
 
   /**

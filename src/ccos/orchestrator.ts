@@ -532,7 +532,8 @@ export class Orchestrator {
 
   /**
    * The answer to one request: from the journal if it has one, else by doing the work.
-   * `together`: other requests start in the same turn (their "started" marks share a commit).
+   * `together`: other requests start in the same turn (with strict durability their "started"
+   * marks share one fdatasync).
    */
   private async answer(run: ActiveRun, req: HostRequest, together = false): Promise<Resolution | Pause> {
     const j = run.fresh && !run.waitingIds?.has(req.id) ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_key = ?').get(run.runId, journalKey(req.id)) as JournalRow | undefined);

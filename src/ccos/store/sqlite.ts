@@ -23,8 +23,8 @@
  * and parameters), and higher modules capture what cannot be replayed as SQL (the chain's
  * appends, whose sequence numbers another process may have taken meanwhile). `persist` appends
  * what the group captured since its last persist. A commit that follows a persist also records,
- * in the same transaction, that the log's group is in (`meta` key `redo:<log id>`), then empties
- * the log. After a crash, the next store to open (or a resume) replays a dead process's log from
+ * in the same transaction, that the log's group is in (`meta` key `redo:<log id>`), then starts
+ * the log over. After a crash, the next store to open (or a resume) replays a dead process's log from
  * its first group not marked in. Writes made around `stmt` (a capability using `db` directly) cannot
  * be replayed: `persist` then commits instead.
  */
@@ -263,17 +263,15 @@ export class SqliteStore {
   private captureRuns(s: Database.Statement, sql: string): void {
     const run = s.run.bind(s);
     const get = s.get.bind(s);
-    const changes = this.db.prepare('SELECT changes()').pluck();
     s.run = (...params: unknown[]) => {
       const info = run(...params);
-      // A write that changed nothing (an `INSERT OR IGNORE` of a stored blob) need not be redone.
-      if (info.changes > 0) this.captureRecord({ k: 'sql', d: [sql, params] }, info.changes);
+      this.captureRecord({ k: 'sql', d: [sql, params] }, info.changes);
       return info;
     };
     // `INSERT ... RETURNING` is read with `get`.
     s.get = (...params: unknown[]) => {
       const row = get(...params);
-      this.captureRecord({ k: 'sql', d: [sql, params] }, changes.get() as number);
+      this.captureRecord({ k: 'sql', d: [sql, params] }, this.stmt('SELECT changes()').pluck().get() as number);
       return row;
     };
   }
@@ -287,7 +285,8 @@ export class SqliteStore {
   }
 
   private captureRecord(r: Captured, changes: number): void {
-    if (!this.db.inTransaction) return;
+    // A write that changed nothing (an `INSERT OR IGNORE` of a stored blob) need not be redone.
+    if (changes === 0 || !this.db.inTransaction) return;
     this.captured.push(r);
     this.capturedChanges += changes;
   }
