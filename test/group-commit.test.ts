@@ -145,6 +145,32 @@ test('a non-idempotent effect starts only once every earlier answer and its own 
   assert.deepEqual(seen, [0, 1, 2, 3, 4].map((i) => ({ journaled: 3 * i + 2, started: 1 })));
 });
 
+test('a call still in flight when its group commits has its "started" mark committed (another process sees it while the effect runs)', async (t) => {
+  const { ccos, dataDir } = node(t, 'normal', 5);
+  let runId = '';
+  ccos.subscribe((a) => {
+    if (a.type === 'PlanStarted') runId = a.runId!;
+  });
+  const statusOnDisk = (request: string): string | undefined =>
+    onDisk(dataDir, (db) => db.prepare('SELECT status FROM journal WHERE run_id = ? AND request_id = ?').pluck().get(runId, request) as string | undefined);
+  const seen: (string | undefined)[] = [];
+  const requests: string[] = [];
+  ccos.subscribe((a) => {
+    if (a.type === 'CapabilityCall') requests.push(String(a.data.request));
+  });
+  ccos.registerCapability({ id: 'test.quick', idempotent: false }, (args) => args[0]);
+  ccos.registerCapability({ id: 'test.slow', idempotent: false }, async (args) => {
+    await sleep(30); // several group windows: the group commits while this effect runs
+    seen.push(statusOnDisk(requests[requests.length - 1]));
+    return args[0];
+  });
+  const r = await ccos.run('(do (call :test.quick 1) (call :test.slow 2) (call :test.quick 3))');
+  assert.equal(r.status, 'completed');
+  assert.deepEqual(seen, ['started'], 'another process sees the slow call as started while it runs');
+  const rows = onDisk(dataDir, (db) => db.prepare("SELECT request_id, status FROM journal WHERE run_id = ? AND kind = 'call' ORDER BY request_key").all(runId));
+  assert.deepEqual(rows, requests.map((request_id) => ({ request_id, status: 'answered' })));
+});
+
 test('normal durability: far fewer commits than calls, idempotent or not, alone or in a step.parallel; all on disk when run() returns', async (t) => {
   const { ccos, dataDir } = node(t);
   ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => args[0]);

@@ -12,8 +12,9 @@
  *
  * Commits (see SqliteStore's group commit): with normal durability, answers and bookkeeping are
  * written with `deferredTx`; the "started" mark of a non-idempotent call is written with
- * `durableTx`, which puts it and everything before it in the redo log before the effect starts;
- * so is a pause; the end commits. A crash loses at most what no effect outside the plan has depended
+ * `durableTx`, which puts it and everything before it in the redo log before the effect starts
+ * (the journal's "started" row is provisional: it reaches SQLite only if the call is still in
+ * flight when the group commits, since its answer usually replaces it first); so is a pause; the end commits. A crash loses at most what no effect outside the plan has depended
  * on yet: pure work is redone, idempotent calls may run again, and a non-idempotent call whose
  * result was lost is already marked started, so the run pauses for a person as for any call in
  * flight at a crash.
@@ -56,7 +57,7 @@ import { CcosError } from './errors.js';
 import { redact } from './redact.js';
 import { deriveStepProfile } from './providers/sandbox.js';
 import type { Decision, Gate } from './gate.js';
-import { isStoreFailure, journalKey, type SqliteStore } from './store/sqlite.js';
+import { isStoreFailure, journalKey, type Provisional, type SqliteStore } from './store/sqlite.js';
 import { PauseRun } from './capabilities/types.js';
 import { processAlive } from './processes.js';
 
@@ -174,6 +175,9 @@ interface Pause {
 
 const isPause = (x: Resolution | Pause): x is Pause => (x as Pause).pause === true;
 
+/** The redo log's kind for a call's provisional "started" mark (see `startedMark`). */
+const STARTED_RECORD = 'started';
+
 /** Wall-clock limit of one contract predicate (besides its fuel). */
 const CONTRACT_TIME_LIMIT_MS = 1000;
 
@@ -264,7 +268,13 @@ export class Orchestrator {
     private readonly store: SqliteStore,
     private readonly chain: CausalChain,
     private readonly gate: Gate,
-  ) {}
+  ) {
+    // A started mark found in a dead process's redo log: the call may have had its effect.
+    store.onReplay(STARTED_RECORD, (json) => {
+      const [runId, requestId, capability, argsH] = JSON.parse(json) as [string, string, string, string];
+      this.journalRow(runId, requestId, 'call', 'started', null, capability, argsH);
+    });
+  }
 
   /** Subscribes to every action this orchestrator records; returns the unsubscribe function. */
   subscribe(l: ActionListener): () => void {
@@ -555,11 +565,24 @@ export class Orchestrator {
   }
 
   private journal(run: ActiveRun, req: HostRequest, status: JournalRow['status'], answer: Resolution | null, capability?: string, argsH?: string): void {
-    this.store.stmt(
+    this.journalRow(run.runId, req.id, req.kind, status, answer ? encodeResolution(answer) : null, capability ?? null, argsH ?? null);
+  }
+
+  private journalRow(runId: string, requestId: string, kind: string, status: JournalRow['status'], answer: string | null, capability: string | null, argsH: string | null): void {
+    this.store
+      .stmt(
         `INSERT INTO journal (run_id, request_key, request_id, kind, capability, args_hash, status, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT(run_id, request_key) DO UPDATE SET status = excluded.status, answer = excluded.answer`,
       )
-      .run(run.runId, journalKey(req.id), req.id, req.kind, capability ?? null, argsH ?? null, status, answer ? encodeResolution(answer) : null);
+      .run(runId, journalKey(requestId), requestId, kind, capability, argsH, status, answer);
+  }
+
+  /**
+   * Marks a call as started: in the redo log before its effect, in SQLite only if its answer has
+   * not replaced the mark by the time the group commits (see `store.provisional`).
+   */
+  private startedMark(run: ActiveRun, req: HostRequest & { kind: 'call' }, argsH: string): Provisional {
+    return this.store.provisional(STARTED_RECORD, JSON.stringify([run.runId, req.id, req.capability, argsH]), () => this.journal(run, req, 'started', null, req.capability, argsH));
   }
 
   /** Evaluates a contract predicate in a pure machine and records the check. */
@@ -673,16 +696,17 @@ export class Orchestrator {
       }
     }
     let deferred: Decision | undefined;
+    let started: Provisional | undefined;
     // A denial is its own PolicyDecision action; an allowed call carries its decision (rule and
     // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
-    // `started`: journal the call as started (not when its outcome is written in the same breath).
+    // `markStarted`: journal the call as started (not when its outcome is written in the same breath).
     const callAction = (decision: Decision, stepPath: readonly string[]): NewAction =>
       ctxNew(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: redact(printArgs(req.args)), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
-    const recordCall = (decision: Decision, stepPath: readonly string[], started = true): Action => {
+    const recordCall = (decision: Decision, stepPath: readonly string[], markStarted = true): Action => {
       if (decision.decision !== 'allow') return this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
       this.recordStepProfile(run, req, stepPath);
       const c = this.record(callAction(decision, stepPath));
-      if (started) this.journal(run, req, 'started', null, req.capability, h);
+      if (markStarted) started = this.startedMark(run, req, h);
       return c;
     };
     const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
@@ -733,6 +757,7 @@ export class Orchestrator {
               this.recordStepProfile(run, req, req.stepPath);
               this.recordPair(callAction(deferred, req.stepPath), (c) => resultAction(c.id));
             } else this.record(resultAction(recorded?.id ?? null));
+            if (started) this.store.settle(started);
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, isoNow());
           };

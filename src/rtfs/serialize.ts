@@ -131,7 +131,9 @@ function encodeResolution(e: Encoder, r: Resolution): Json {
 export function saveMachine(rt: Runtime, m: Machine): MachineState {
   const e = new Encoder();
   const globals: [string, Json][] = [];
-  for (const [name, cell] of rt.cells) if (!cell.core && cell.defined) globals.push([name, e.value(cell.value)]);
+  // Over the values, not the entries: a state is saved at every pause and step boundary, and
+  // each entry of the ~250 core cells would be an array allocated only to be skipped.
+  for (const cell of rt.cells.values()) if (!cell.core && cell.defined) globals.push([cell.name, e.value(cell.value)]);
   const fibers = [...m.fibers.values()].map((f) => ({
     id: f.id,
     parent: f.parent,

@@ -21,8 +21,9 @@
  *
  * The redo log: while a transaction is open, every write made through `stmt` is captured (its SQL
  * and parameters), and higher modules capture what cannot be replayed as SQL (the chain's
- * appends, whose sequence numbers another process may have taken meanwhile). `persist` appends
- * what the group captured since its last persist. A commit that follows a persist also records,
+ * appends, whose sequence numbers another process may have taken meanwhile). A provisional
+ * write (`provisional`) is only such a record until the group commits, and is made then only if
+ * nothing settled it first. `persist` appends what the group captured since its last persist. A commit that follows a persist also records,
  * in the same transaction, that the log's group is in (`meta` key `redo:<log id>`), then starts
  * the log over. After a crash, the next store to open (or a resume) replays a dead process's log from
  * its first group not marked in. Writes made around `stmt` (a capability using `db` directly) cannot
@@ -128,6 +129,13 @@ type Captured = { k: 'sql'; d: [string, unknown[]] } | { k: string; d: string };
 /** Replays one captured record of a kind from its JSON text (inside the replaying transaction). */
 export type Replayer = (json: string) => void;
 
+/** A write owed to SQLite only if the group commits before it is settled (see `provisional`). */
+export interface Provisional {
+  readonly write: () => void;
+  /** Index of its record in the open group's captured writes (a failed body drops it from there). */
+  readonly at: number;
+}
+
 /** Opens (creating if needed) the store of a data directory. */
 export class SqliteStore {
   readonly db: Database.Database;
@@ -172,6 +180,8 @@ export class SqliteStore {
   private capturedChanges = 0;
   private changesAtBegin = 0;
   private readonly replayers = new Map<string, Replayer>();
+  /** Provisional writes of the open group not settled yet: made just before it commits. */
+  private provisionals: Provisional[] = [];
   /** The redo directory as `recoverRedo` last saw it: its mtime, when, and whether other processes had logs. */
   private redoScan: { mtime: number; at: number; others: boolean } | null = null;
 
@@ -289,6 +299,27 @@ export class SqliteStore {
     if (changes === 0 || !this.db.inTransaction) return;
     this.captured.push(r);
     this.capturedChanges += changes;
+  }
+
+  /**
+   * A write that must survive a crash from now on, but need reach SQLite only if it is still
+   * wanted when the group commits: a call's "started" mark, which its answer replaces a few
+   * microseconds later when the effect is quick. It goes to the redo log with the next `persist`,
+   * as a record of `kind` (replayed by `onReplay(kind)` after a crash); the commit makes `write`
+   * unless `settle` came first. Call inside a transaction body.
+   */
+  provisional(kind: string, json: string, write: () => void): Provisional {
+    if (this.depth === 0 || !this.db.inTransaction) throw new Error('provisional() outside a transaction body');
+    const p: Provisional = { write, at: this.captured.length };
+    this.captured.push({ k: kind, d: json });
+    this.provisionals.push(p);
+    return p;
+  }
+
+  /** The provisional write is replaced (or no longer wanted): the commit skips it. */
+  settle(p: Provisional): void {
+    const i = this.provisionals.indexOf(p);
+    if (i >= 0) this.provisionals.splice(i, 1);
   }
 
   /** How captured records of `kind` are replayed (see `capture`). */
@@ -416,6 +447,9 @@ export class SqliteStore {
     this.generation++;
     const logged = this.persisted > 0;
     try {
+      const owed = this.provisionals;
+      this.provisionals = [];
+      for (const p of owed) p.write();
       if (logged) this.setMeta(`redo:${this.redo.id}`, String(this.redoGroup));
       this.stmt('COMMIT').run();
       this.commits++;
@@ -440,7 +474,9 @@ export class SqliteStore {
   private groupLost(): void {
     this.groupOpen = false;
     this.lostGroups++;
+    // What was persisted, provisional writes included, is redone by the next transaction.
     if (this.persisted > 0) this.redoPending = this.captured.slice(0, this.persisted);
+    this.provisionals = [];
     this.captured = [];
     this.persisted = 0;
   }
@@ -490,12 +526,14 @@ export class SqliteStore {
         this.stmt('RELEASE body').run();
         this.captured.length = capturedBefore;
         this.capturedChanges = changesBefore;
+        this.provisionals = this.provisionals.filter((p) => p.at < capturedBefore);
       } else if (this.db.inTransaction) this.stmt('ROLLBACK').run();
       // After a full disk or an I/O error SQLite may roll back the whole transaction itself: the
       // deferred writes went with it, as in a crash (the caller's error says why).
       if (!this.db.inTransaction && this.groupOpen) this.groupLost();
       else if (!joining) {
         this.captured = [];
+        this.provisionals = [];
         this.persisted = 0;
       }
       throw translateSqliteError(e, this.dbPath);
