@@ -89,6 +89,59 @@ test('store: a failing transaction inside an open group rolls back only itself',
   assert.deepEqual(keys, ['kept']);
 });
 
+test('store: a body that fails after writing in an open group takes back only its own writes (chain actions, provisional marks and rows before it are kept)', (t) => {
+  const { ccos, dataDir } = node(t, 'normal', 600_000);
+  const store = ccos.store;
+  const put = (k: string): void => void store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run(k, '1');
+  const journaled: string[] = [];
+  store.onReplay('test-mark', (json) => journaled.push(json));
+  store.deferredTx(() => {
+    put('kept-1');
+    ccos.orchestrator.record({ type: 'CapabilityRegistered', data: { capability: 'kept.a' } });
+    store.provisional('test-mark', '"in flight"', () => put('mark-written-at-commit'));
+  });
+  store.persist();
+  store.deferredTx(() => put('kept-2'));
+  const commits = store.commits;
+  assert.throws(
+    () =>
+      store.deferredTx(() => {
+        put('dropped');
+        ccos.orchestrator.record({ type: 'CapabilityRegistered', data: { capability: 'dropped.b' } });
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
+  assert.equal(store.commits, commits + 1, 'the rows before the failed body were made again and committed');
+  assert.deepEqual(journaled, ['"in flight"'], 'the provisional mark was made again like any logged record');
+  store.deferredTx(() => put('after'));
+  store.commit();
+  const keys = onDisk(dataDir, (db) => db.prepare('SELECT key FROM state_kv ORDER BY key').pluck().all());
+  assert.deepEqual(keys, ['after', 'kept-1', 'kept-2'], 'no row of the failed body; the settled-by-replay mark is not written again');
+  const caps = onDisk(dataDir, (db) => db.prepare("SELECT json_extract(body, '$.data.capability') FROM actions WHERE type = 'CapabilityRegistered' ORDER BY seq").pluck().all());
+  assert.deepEqual(caps, ['kept.a']);
+  assert.equal(ccos.chain.verify().ok, true);
+});
+
+test('store: after a write made around the store, a failing body uses a savepoint and keeps that write', (t) => {
+  const { ccos, dataDir } = node(t, 'normal', 600_000);
+  const store = ccos.store;
+  store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('captured', '1'));
+  store.deferredTx(() => store.db.prepare('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('raw', '1'));
+  const commits = store.commits;
+  assert.throws(
+    () =>
+      store.deferredTx(() => {
+        store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('dropped', '1');
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
+  assert.equal(store.commits, commits, 'rolled back to its savepoint, no commit');
+  store.commit();
+  assert.deepEqual(onDisk(dataDir, (db) => db.prepare('SELECT key FROM state_kv ORDER BY key').pluck().all()), ['captured', 'raw']);
+});
+
 test('store: deferred writes are committed by the group timer, and by close', async (t) => {
   const dir = tempDir(t);
   const store = new SqliteStore(dir);
