@@ -633,7 +633,7 @@ test('a data dir written by an older CCOS is upgraded on open, saying so on stde
   rewriteAsSchema2(join(data, 'ccos.db'));
   const list = ccosIn(data, ['runs', 'list', '--json']);
   assert.equal(list.status, 0, list.stderr);
-  assert.match(list.stderr, /upgrading the data dir from schema 2 to 3/);
+  assert.match(list.stderr, /upgrading the data dir from schema 2 to 4/);
   assert.ok(list.stdout.includes(runId), list.stdout);
   const again = ccosIn(data, ['resume', runId, '--answer', '"me"', '--json']);
   assert.equal(again.status, 0, again.stderr);

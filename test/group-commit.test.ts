@@ -12,7 +12,7 @@ import { openCcos, type Ccos, type Durability } from '../src/ccos/index.js';
 import fc from 'fast-check';
 import { SqliteStore, journalKey } from '../src/ccos/store/sqlite.js';
 import { PAUSE_SEAL_DELAY_MS } from '../src/ccos/chain.js';
-import { afterCrash, rewriteAsSchema2 } from './support.js';
+import { afterCrash, CHECKPOINTS_BY_ID, rewriteAsSchema2 } from './support.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-group-'));
@@ -350,7 +350,7 @@ test('store: a data dir of schema 1 is migrated on open (journal rows kept, WITH
   old.close();
   const store = new SqliteStore(dir);
   t.after(() => store.close());
-  assert.equal(store.getMeta('schema_version'), '3');
+  assert.equal(store.getMeta('schema_version'), '4');
   const sql = store.db.prepare("SELECT sql FROM sqlite_master WHERE name = 'journal'").pluck().get() as string;
   assert.match(sql, /WITHOUT ROWID/);
   assert.equal(store.db.prepare("SELECT COUNT(*) FROM sqlite_master WHERE name = 'checkpoints_run'").pluck().get(), 0);
@@ -374,8 +374,8 @@ test('store: a data dir of schema 2 (action columns stored beside the body) is m
   const upgrades: [number, number][] = [];
   ccos = openCcos({ dataDir: dir, onUpgrade: (from, to) => upgrades.push([from, to]) });
   t.after(() => ccos.close());
-  assert.deepEqual(upgrades, [[2, 3]], 'the caller is told before the upgrade');
-  assert.equal(ccos.store.getMeta('schema_version'), '3');
+  assert.deepEqual(upgrades, [[2, 4]], 'the caller is told before the upgrade');
+  assert.equal(ccos.store.getMeta('schema_version'), '4');
   assert.equal(ccos.store.db.prepare("SELECT type FROM sqlite_master WHERE name = 'actions'").pluck().get(), 'view', 'actions is a view over action_rows');
   assert.deepEqual(ccos.store.db.prepare("SELECT name FROM pragma_table_xinfo('action_rows') WHERE hidden = 2").pluck().all(), ['run_id'], 'the run id is generated from the body');
   assert.deepEqual(ccos.chain.list(), before);
@@ -389,6 +389,32 @@ test('store: a data dir of schema 2 (action columns stored beside the body) is m
   assert.equal(report.ok, true, JSON.stringify(report.problems));
   const resumed = await ccos.resume(paused.runId, { answer: 'yes' });
   assert.equal(resumed.status, 'completed');
+  assert.equal(ccos.verifyChain().ok, true);
+});
+
+test('store: a data dir of schema 3 (checkpoints keyed by id alone) is migrated: rows kept in order, found by run and id, and by id alone', async (t) => {
+  const dir = tempDir(t);
+  let ccos = openCcos({ dataDir: dir });
+  const paused = await ccos.run('(do (step "a" (call :ccos.echo 1)) (call :ccos.user.ask "ok?"))');
+  assert.equal(paused.status, 'paused');
+  const rows = (db: Database.Database): unknown[] => db.prepare('SELECT id, run_id, reason, state FROM checkpoints ORDER BY rowid').all();
+  const before = rows(ccos.store.db);
+  ccos.close();
+  const old = new Database(path.join(dir, 'ccos.db'));
+  old.exec(`${CHECKPOINTS_BY_ID} UPDATE meta SET value = '3' WHERE key = 'schema_version';`);
+  old.close();
+  const upgrades: [number, number][] = [];
+  ccos = openCcos({ dataDir: dir, onUpgrade: (from, to) => upgrades.push([from, to]) });
+  t.after(() => ccos.close());
+  assert.deepEqual(upgrades, [[3, 4]]);
+  assert.ok(before.length >= 3, 'step boundaries and the pause made checkpoints');
+  assert.deepEqual(rows(ccos.store.db), before);
+  const indexes = ccos.store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'checkpoints' ORDER BY name").pluck().all();
+  assert.deepEqual(indexes, ['checkpoints_run_id'], 'no index on the id alone');
+  // Resumed by its checkpoint id, in a node that never saw the run: restored from the migrated row.
+  const resumed = await ccos.resume(paused.checkpoint!, { answer: 'yes' });
+  assert.equal(resumed.status, 'completed');
+  assert.equal(resumed.runId, paused.runId);
   assert.equal(ccos.verifyChain().ok, true);
 });
 

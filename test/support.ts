@@ -41,9 +41,16 @@ export function jsonLine<T = Record<string, unknown>>(r: { stdout: string; stder
 /** Output must not contain a JS stack trace. */
 export const noStack = (s: string): void => assert.doesNotMatch(s, /\n\s+at .*\.js:\d+/, `unexpected stack trace:\n${s}`);
 
+/** SQL that stores a database's checkpoints as schemas 1 to 3 did: keyed by their id alone. */
+export const CHECKPOINTS_BY_ID = `DROP INDEX checkpoints_run_id;
+  ALTER TABLE checkpoints RENAME TO checkpoints_new;
+  CREATE TABLE checkpoints (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, created TEXT NOT NULL, reason TEXT NOT NULL, state TEXT NOT NULL);
+  INSERT INTO checkpoints SELECT id, run_id, created, reason, state FROM checkpoints_new ORDER BY rowid;
+  DROP TABLE checkpoints_new;`;
+
 /**
  * Rewrites a data dir's database as schema 2 stored it: the actions table with every column written
- * out (the previous hash too), the journal keyed by the request id as text.
+ * out (the previous hash too), the journal keyed by the request id as text, checkpoints by id.
  */
 export function rewriteAsSchema2(dbPath: string): void {
   const db = new Database(dbPath);
@@ -61,6 +68,7 @@ export function rewriteAsSchema2(dbPath: string): void {
       DROP TABLE action_rows;
       ALTER TABLE actions_v2 RENAME TO actions;
       CREATE INDEX actions_run ON actions(run_id, seq);
+      ${CHECKPOINTS_BY_ID}
       UPDATE meta SET value = '2' WHERE key = 'schema_version';`);
   } finally {
     db.close();

@@ -368,7 +368,7 @@ export class Orchestrator {
   private restore(row: RunRow, checkpoint: string | null): ActiveRun {
     const options = JSON.parse(row.options) as RunOptions;
     if (checkpoint) {
-      const cp = this.store.stmt('SELECT state FROM checkpoints WHERE id = ?').get(checkpoint) as { state: string } | undefined;
+      const cp = this.store.stmt('SELECT state FROM checkpoints WHERE run_id = ? AND id = ?').get(row.id, checkpoint) as { state: string } | undefined;
       if (!cp) throw new CcosError('checkpoint', `checkpoint ${checkpoint} of run ${row.id} is missing`, { hint: 'resume by run id to use the latest checkpoint, or replay the run' });
       const { runtime, machine } = restoreMachine(this.withSources(JSON.parse(cp.state) as StoredState, checkpoint));
       return { runId: row.id, planId: row.plan_id, intentId: row.intent_id, options, runtime, machine, cancelling: options.cancelled };
