@@ -164,18 +164,28 @@ test('(a2) a one-character edit that keeps valid JSON (whitespace) is detected',
   assertFails(verify(f), target.seq, /edited/);
 });
 
-test('(a3) the columns queries filter on are read from the hashed body: they cannot be edited apart from it', async (t) => {
+test('(a3) the columns queries filter on are read from the hashed body, or checked against it (the run id)', async (t) => {
   const f = await fixture(t);
   const target = middle(f);
-  assert.throws(() => tamper(f, (db) => db.prepare("UPDATE action_rows SET run_id = 'x' WHERE seq = ?").run(target.seq)), /generated column/);
   for (const column of ['type', 'run_id', 'id', 'parent_id', 'plan_id', 'intent_id', 'step_path', 'time']) {
     assert.throws(() => tamper(f, (db) => db.prepare(`UPDATE actions SET ${column} = 'x' WHERE seq = ?`).run(target.seq)), /view/, column);
   }
-  // Moving an action to another run means editing its body, which its hash gives away.
-  tamper(f, (db) => db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => (b.run = f.runIds[0])), target.seq));
-  const ccos = openCcos({ dataDir: f.dataDir, mustExist: true });
+  const other = f.runIds.find((r) => r !== JSON.parse(target.body).run)!;
+  // Moving an action to another run's listing by its stored run id: verification says so.
+  tamper(f, (db) => db.prepare('UPDATE action_rows SET run_id = ? WHERE seq = ?').run(other, target.seq));
+  let ccos = openCcos({ dataDir: f.dataDir, mustExist: true });
   try {
-    assert.ok(ccos.chain.list({ runId: f.runIds[0] }).some((a) => a.seq === target.seq), 'the run column follows the body');
+    assert.ok(ccos.chain.list({ runId: other }).some((a) => a.seq === target.seq), 'the listing follows the column');
+    const report = ccos.verifyChain();
+    assertFails(report, target.seq, /run id column/);
+    assert.ok(!report.problems.some((p) => /hash|link/.test(p.problem)), 'the hashes themselves are intact');
+  } finally {
+    ccos.close();
+  }
+  // Moving it by editing its body (and the column with it): its hash gives it away.
+  tamper(f, (db) => db.prepare('UPDATE action_rows SET body = ? WHERE seq = ?').run(rewriteBody(target.body, (b) => (b.run = other)), target.seq));
+  ccos = openCcos({ dataDir: f.dataDir, mustExist: true });
+  try {
     assertFails(ccos.verifyChain(), target.seq, /edited/);
   } finally {
     ccos.close();
@@ -223,7 +233,7 @@ test('(c) inserting a forged action in the middle, with a correctly recomputed h
       b.id = 'act-forged';
       (b.data as Record<string, unknown>).result = '"forged"';
     });
-    db.prepare('INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?)').run(k, body, sha256(prev + body));
+    db.prepare('INSERT INTO action_rows (seq, body, hash, run_id) VALUES (?, ?, ?, ?)').run(k, body, sha256(prev + body), JSON.parse(body).run ?? null);
   });
   const report = verify(f);
   // The forged action itself is internally consistent; the chain breaks right after it.
@@ -255,7 +265,7 @@ test(
 function appendForged(db: Database.Database, last: Row, runId: string): void {
   const seq = last.seq + 1;
   const body = canonicalJson({ seq, id: 'act-forged-tail', type: 'PlanCompleted', time: new Date().toISOString(), step: [], data: { result: '"forged"' }, run: runId });
-  db.prepare('INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?)').run(seq, body, sha256(last.hash + body));
+  db.prepare('INSERT INTO action_rows (seq, body, hash, run_id) VALUES (?, ?, ?, ?)').run(seq, body, sha256(last.hash + body), runId);
 }
 
 test('(d) swapping two actions (reorder) is detected at the first of them', async (t) => {

@@ -12,7 +12,7 @@ import { openCcos, type Ccos, type Durability } from '../src/ccos/index.js';
 import fc from 'fast-check';
 import { SqliteStore, journalKey } from '../src/ccos/store/sqlite.js';
 import { PAUSE_SEAL_DELAY_MS } from '../src/ccos/chain.js';
-import { afterCrash, CHECKPOINTS_BY_ID, rewriteAsSchema2 } from './support.js';
+import { afterCrash, rewriteAsSchema2, rewriteAsSchema3 } from './support.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-group-'));
@@ -360,7 +360,7 @@ test('store: a data dir of schema 1 is migrated on open (journal rows kept, WITH
   ]);
 });
 
-test('store: a data dir of schema 2 (action columns stored beside the body) is migrated to generated columns; the chain still verifies', async (t) => {
+test('store: a data dir of schema 2 (action columns stored beside the body) is migrated to the body and its run id; the chain still verifies', async (t) => {
   const dir = tempDir(t);
   let ccos = openCcos({ dataDir: dir });
   const done = await ccos.run('(step "a" (call :ccos.echo 1))');
@@ -377,7 +377,8 @@ test('store: a data dir of schema 2 (action columns stored beside the body) is m
   assert.deepEqual(upgrades, [[2, 4]], 'the caller is told before the upgrade');
   assert.equal(ccos.store.getMeta('schema_version'), '4');
   assert.equal(ccos.store.db.prepare("SELECT type FROM sqlite_master WHERE name = 'actions'").pluck().get(), 'view', 'actions is a view over action_rows');
-  assert.deepEqual(ccos.store.db.prepare("SELECT name FROM pragma_table_xinfo('action_rows') WHERE hidden = 2").pluck().all(), ['run_id'], 'the run id is generated from the body');
+  assert.deepEqual(ccos.store.db.prepare("SELECT name FROM pragma_table_xinfo('action_rows')").pluck().all(), ['seq', 'body', 'hash', 'run_id']);
+  assert.equal(ccos.store.db.prepare("SELECT COUNT(*) FROM action_rows WHERE run_id IS NOT (body ->> '$.run')").pluck().get(), 0, 'the run id is the body\'s');
   assert.deepEqual(ccos.chain.list(), before);
   assert.deepEqual(
     ccos.store.db.prepare('SELECT request_id, request_key FROM journal WHERE run_id = ? ORDER BY request_key').all(paused.runId),
@@ -392,17 +393,16 @@ test('store: a data dir of schema 2 (action columns stored beside the body) is m
   assert.equal(ccos.verifyChain().ok, true);
 });
 
-test('store: a data dir of schema 3 (checkpoints keyed by id alone) is migrated: rows kept in order, found by run and id, and by id alone', async (t) => {
+test('store: a data dir of schema 3 (checkpoints keyed by id alone, run ids generated) is migrated: checkpoints kept in order and found by run and id or by id alone; run ids stored', async (t) => {
   const dir = tempDir(t);
   let ccos = openCcos({ dataDir: dir });
   const paused = await ccos.run('(do (step "a" (call :ccos.echo 1)) (call :ccos.user.ask "ok?"))');
   assert.equal(paused.status, 'paused');
   const rows = (db: Database.Database): unknown[] => db.prepare('SELECT id, run_id, reason, state FROM checkpoints ORDER BY rowid').all();
   const before = rows(ccos.store.db);
+  const actionsBefore = ccos.chain.list();
   ccos.close();
-  const old = new Database(path.join(dir, 'ccos.db'));
-  old.exec(`${CHECKPOINTS_BY_ID} UPDATE meta SET value = '3' WHERE key = 'schema_version';`);
-  old.close();
+  rewriteAsSchema3(path.join(dir, 'ccos.db'));
   const upgrades: [number, number][] = [];
   ccos = openCcos({ dataDir: dir, onUpgrade: (from, to) => upgrades.push([from, to]) });
   t.after(() => ccos.close());
@@ -411,6 +411,9 @@ test('store: a data dir of schema 3 (checkpoints keyed by id alone) is migrated:
   assert.deepEqual(rows(ccos.store.db), before);
   const indexes = ccos.store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'checkpoints' ORDER BY name").pluck().all();
   assert.deepEqual(indexes, ['checkpoints_run_id'], 'no index on the id alone');
+  assert.equal(ccos.store.db.prepare("SELECT hidden FROM pragma_table_xinfo('action_rows') WHERE name = 'run_id'").pluck().get(), 0, 'a stored column');
+  assert.deepEqual(ccos.chain.list(), actionsBefore);
+  assert.deepEqual(ccos.chain.list({ runId: paused.runId }), actionsBefore.filter((a) => a.runId === paused.runId), 'the run index was rebuilt');
   // Resumed by its checkpoint id, in a node that never saw the run: restored from the migrated row.
   const resumed = await ccos.resume(paused.checkpoint!, { answer: 'yes' });
   assert.equal(resumed.status, 'completed');

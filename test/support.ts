@@ -42,11 +42,34 @@ export function jsonLine<T = Record<string, unknown>>(r: { stdout: string; stder
 export const noStack = (s: string): void => assert.doesNotMatch(s, /\n\s+at .*\.js:\d+/, `unexpected stack trace:\n${s}`);
 
 /** SQL that stores a database's checkpoints as schemas 1 to 3 did: keyed by their id alone. */
-export const CHECKPOINTS_BY_ID = `DROP INDEX checkpoints_run_id;
+const CHECKPOINTS_BY_ID = `DROP INDEX checkpoints_run_id;
   ALTER TABLE checkpoints RENAME TO checkpoints_new;
   CREATE TABLE checkpoints (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, created TEXT NOT NULL, reason TEXT NOT NULL, state TEXT NOT NULL);
   INSERT INTO checkpoints SELECT id, run_id, created, reason, state FROM checkpoints_new ORDER BY rowid;
   DROP TABLE checkpoints_new;`;
+
+/**
+ * Rewrites a data dir's database as schema 3 stored it: checkpoints keyed by their id alone, and
+ * the run id of an action generated from its body.
+ */
+export function rewriteAsSchema3(dbPath: string): void {
+  const db = new Database(dbPath);
+  try {
+    const view = db.prepare("SELECT sql FROM sqlite_master WHERE name = 'actions'").pluck().get() as string;
+    db.exec(`DROP VIEW actions;
+      ALTER TABLE action_rows RENAME TO action_rows_new;
+      DROP INDEX actions_run;
+      CREATE TABLE action_rows (seq INTEGER PRIMARY KEY, body TEXT NOT NULL, hash TEXT NOT NULL, run_id TEXT GENERATED ALWAYS AS (body ->> '$.run') VIRTUAL);
+      INSERT INTO action_rows (seq, body, hash) SELECT seq, body, hash FROM action_rows_new ORDER BY seq;
+      DROP TABLE action_rows_new;
+      CREATE INDEX actions_run ON action_rows(run_id, seq);
+      ${view};
+      ${CHECKPOINTS_BY_ID}
+      UPDATE meta SET value = '3' WHERE key = 'schema_version';`);
+  } finally {
+    db.close();
+  }
+}
 
 /**
  * Rewrites a data dir's database as schema 2 stored it: the actions table with every column written

@@ -15,7 +15,7 @@
  * that asks and is answered in quick succession pays for one signature, not one per question.)
  */
 import { hash, randomUUID } from 'node:crypto';
-import { canonicalJson, type Json } from '../common/canonical.js';
+import { canonicalJson, sortedKeys, type Json } from '../common/canonical.js';
 import { CcosError } from './errors.js';
 import type { NodeKey } from './keys.js';
 import { translateSqliteError, type SqliteStore } from './store/sqlite.js';
@@ -131,10 +131,9 @@ export class CausalChain {
     private readonly key: NodeKey,
   ) {
     const db = store.db;
-    this.insert = db.prepare(
-      'INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?)',
-    );
-    this.insertPair = db.prepare('INSERT INTO action_rows (seq, body, hash) VALUES (?, ?, ?), (?, ?, ?)');
+    // The run id column is the body's `run` (see the store's ACTION_ROWS; `verify` checks it).
+    this.insert = db.prepare('INSERT INTO action_rows (seq, body, hash, run_id) VALUES (?, ?, ?, ?)');
+    this.insertPair = db.prepare('INSERT INTO action_rows (seq, body, hash, run_id) VALUES (?, ?, ?, ?), (?, ?, ?, ?)');
     this.head = db.prepare('SELECT seq, hash FROM action_rows ORDER BY seq DESC LIMIT 1');
     this.insertSeal = db.prepare('INSERT INTO seals (seq, head_hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)');
     // In the redo log an action is its body, appended again on replay (at the head of that time:
@@ -150,7 +149,7 @@ export class CausalChain {
   append(a: NewAction): Action {
     const { generation, seq, prevHash } = this.nextLink();
     const { action, body } = this.build(a, seq, prevHash);
-    this.put(generation, seq, body, action.hash);
+    this.put(generation, seq, body, action.hash, action.runId || null);
     return action;
   }
 
@@ -162,12 +161,12 @@ export class CausalChain {
     const { generation, seq, prevHash } = this.nextLink();
     const fields = JSON.parse(recorded) as Record<string, Json>;
     const body = fields.seq === seq ? recorded : canonicalJson({ ...fields, seq });
-    this.put(generation, seq, body, sha256(prevHash + body));
+    this.put(generation, seq, body, sha256(prevHash + body), typeof fields.run === 'string' ? fields.run : null);
   }
 
   /** Inserts one action row (captured for the redo log) and makes it the head. */
-  private put(generation: number, seq: number, body: string, hash: string): void {
-    this.insert.run(seq, body, hash);
+  private put(generation: number, seq: number, body: string, hash: string, runId: string | null): void {
+    this.insert.run(seq, body, hash, runId);
     this.store.capture('action', body, 1);
     this.linked(generation, { seq, hash }, 1);
   }
@@ -180,7 +179,7 @@ export class CausalChain {
     const { generation, seq, prevHash } = this.nextLink();
     const a = this.build(first, seq, prevHash);
     const b = this.build(second(a.action), seq + 1, a.action.hash);
-    this.insertPair.run(seq, a.body, a.action.hash, seq + 1, b.body, b.action.hash);
+    this.insertPair.run(seq, a.body, a.action.hash, a.action.runId || null, seq + 1, b.body, b.action.hash, b.action.runId || null);
     this.store.capture('action', a.body, 1);
     this.store.capture('action', b.body, 1);
     this.linked(generation, b.action, 2);
@@ -264,7 +263,7 @@ export class CausalChain {
    */
   private externalize(data: Record<string, Json>): { data: Record<string, Json>; text: string } {
     const out: Record<string, Json> = {};
-    const keys = Object.keys(data).sort();
+    const keys = sortedKeys(data);
     let text = '{';
     for (const k of keys) {
       let v = data[k];
@@ -357,12 +356,15 @@ export class CausalChain {
     let count = 0;
     // One-shot hashing: about twice as fast as createHash for small inputs.
     const hasher = (p: string, body: string): string => hash('sha256', p + body);
-    // The other columns are read from the body (see the store's ACTION_ROWS), so the body
-    // and its hash are all there is to check. The body names its own sequence number: one that
-    // differs from its place tells a moved action from an edited one.
+    // The other columns are read from the body (see the store's ACTION_ROWS), so the body and its
+    // hash are what there is to check, and that the run id column (which the run index and every
+    // per-run query use) is the body's. The body names its own sequence number: one that differs
+    // from its place tells a moved action from an edited one.
     const validSeals: number[] = [];
-    for (const row of this.store.db.prepare('SELECT seq, body, hash FROM action_rows ORDER BY seq').raw().iterate() as IterableIterator<unknown[]>) {
-      const [seq, body, hash] = row as [number, string, string];
+    const rows = this.store.db.prepare("SELECT seq, body, hash, run_id IS (body ->> '$.run') FROM action_rows ORDER BY seq").raw().iterate() as IterableIterator<unknown[]>;
+    for (const row of rows) {
+      const [seq, body, hash, runIdMatches] = row as [number, string, string, number];
+      if (!runIdMatches) problems.push({ seq, problem: 'its run id column does not match its content (edited: the action would be listed under another run)' });
       count++;
       const inPlace = seq === expectedSeq;
       if (!inPlace) problems.push({ seq, problem: seq > expectedSeq ? `actions ${expectedSeq}..${seq - 1} are missing (deleted)` : `sequence number out of order (expected ${expectedSeq})` });

@@ -701,7 +701,8 @@ export class Orchestrator {
     // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
     // `markStarted`: journal the call as started (not when its outcome is written in the same breath).
     const callAction = (decision: Decision, stepPath: readonly string[]): NewAction =>
-      ctxNew(run, 'CapabilityCall', stepPath, clean({ capability: req.capability, args: redact(printArgs(req.args)), request: req.id, decision: { decision: 'allow', rule: decision.rule, rationale: decision.rationale }, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
+      // (Keys in canonical order: the chain then encodes the data without sorting them.)
+      ctxNew(run, 'CapabilityCall', stepPath, clean({ args: redact(printArgs(req.args)), capability: req.capability, decision: { decision: 'allow', rationale: decision.rationale, rule: decision.rule }, request: req.id, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
     const recordCall = (decision: Decision, stepPath: readonly string[], markStarted = true): Action => {
       if (decision.decision !== 'allow') return this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
       this.recordStepProfile(run, req, stepPath);

@@ -10,6 +10,17 @@
 /** A JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
+/**
+ * The keys of `o` in canonical order (UTF-16 code units, as `sort` compares). Sorted only when
+ * they are not in order already: objects built with their keys in order, as the hot ones are,
+ * skip a sort, which allocates even for a few keys.
+ */
+export function sortedKeys(o: object): string[] {
+  const keys = Object.keys(o);
+  for (let i = 1; i < keys.length; i++) if (keys[i - 1] > keys[i]) return keys.sort();
+  return keys;
+}
+
 /** Canonical text of a JSON value. */
 export function canonicalJson(v: unknown): string {
   if (v === null) return 'null';
@@ -29,8 +40,7 @@ export function canonicalJson(v: unknown): string {
         return out + ']';
       }
       const o = v as Record<string, unknown>;
-      const keys = Object.keys(o);
-      if (keys.length > 1) keys.sort();
+      const keys = sortedKeys(o);
       let out = '{';
       for (const k of keys) {
         const x = o[k];
