@@ -15,7 +15,7 @@ import { EMPTY_MAP, ErrorValue, IMap, ISet, Labeled, List, RList, RtfsError, kw,
 import type { Action } from './chain.js';
 import { CcosError } from './errors.js';
 import type { ActiveRun } from './orchestrator.js';
-import { PauseRun, RESULT_MARK, type CallContext, type CapabilityManifest } from './capabilities/types.js';
+import { PauseRun, RESULT_MARK, type CallContext, type CapabilityManifest, type ProviderResult } from './capabilities/types.js';
 import type { Capability, CapabilityRegistry } from './capabilities/registry.js';
 import type { SqliteStore } from './store/sqlite.js';
 
@@ -48,18 +48,27 @@ export interface GateCall {
 /** What an interceptor produces: allow (go on), a deny decision, or a pause (e.g. for approval). */
 export type GateVerdict = { allow: true } | { allow: false; decision: Decision; error: RtfsError } | { allow: false; decision: Decision; pause: Json };
 
-/** A stage of the gate before the effect. Return a deny verdict to stop the call. */
-export type Interceptor = (call: GateCall, next: () => Promise<GateVerdict>) => Promise<GateVerdict>;
+/**
+ * A stage of the gate before the effect. Return a deny verdict to stop the call. A stage that has
+ * nothing to wait for returns its verdict (and `next()` may return one) rather than a promise:
+ * a call that no stage and no provider waits on crosses the gate without a promise, whose cost
+ * (more where async hooks are on, as LangChain's AsyncLocalStorage turns them on) is a tenth of
+ * a governed call.
+ */
+export type Interceptor = (call: GateCall, next: () => GateVerdict | Promise<GateVerdict>) => GateVerdict | Promise<GateVerdict>;
 
 const ALLOW: GateVerdict = { allow: true };
 
 /** Runs interceptors in order, each deciding whether to call the next. */
-export function compose(interceptors: readonly Interceptor[]): (call: GateCall) => Promise<GateVerdict> {
+export function compose(interceptors: readonly Interceptor[]): (call: GateCall) => GateVerdict | Promise<GateVerdict> {
   return (call) => {
-    const step = (i: number): Promise<GateVerdict> => (i < interceptors.length ? interceptors[i](call, () => step(i + 1)) : Promise.resolve({ allow: true }));
+    const step = (i: number): GateVerdict | Promise<GateVerdict> => (i < interceptors.length ? interceptors[i](call, () => step(i + 1)) : ALLOW);
     return step(0);
   };
 }
+
+/** What a call through the gate comes to: its value, its error, or what `hooks.waiting` made of a pause. */
+export type GateOutcome<P> = { value: Value } | { error: ErrorValue | RtfsError } | P;
 
 /** How the gate reports to the orchestrator (which owns the journal and transactions). */
 export interface GateHooks<P> {
@@ -99,7 +108,7 @@ export function matchesPattern(pattern: string, id: string): boolean {
 export class Gate {
   private readonly extra: Interceptor[] = [];
   /** The composed chain of `extra`, built once per change rather than per call. */
-  private chain: ((call: GateCall) => Promise<GateVerdict>) | null = null;
+  private chain: ((call: GateCall) => GateVerdict | Promise<GateVerdict>) | null = null;
 
   constructor(
     private readonly registry: CapabilityRegistry,
@@ -152,39 +161,38 @@ export class Gate {
     return this.settings.workspaceRoot;
   }
 
-  /** Takes one call through the gate and, if allowed, runs it. */
-  async call<P>(call: GateCall, hooks: GateHooks<P>): Promise<{ value: Value } | { error: ErrorValue | RtfsError } | P> {
-    const verdict = this.builtinVerdict(call) ?? (this.extra.length > 0 ? await (this.chain ??= compose(this.extra))(call) : ALLOW);
+  /**
+   * Takes one call through the gate and, if allowed, runs it. Synchronous (no promise) when every
+   * stage decides at once and the provider answers at once.
+   */
+  call<P>(call: GateCall, hooks: GateHooks<P>): GateOutcome<P> | Promise<GateOutcome<P>> {
+    const verdict = this.builtinVerdict(call) ?? (this.extra.length > 0 ? (this.chain ??= compose(this.extra))(call) : ALLOW);
+    return verdict instanceof Promise ? verdict.then((v) => this.decided(call, v, hooks)) : this.decided(call, verdict, hooks);
+  }
+
+  private decided<P>(call: GateCall, verdict: GateVerdict, hooks: GateHooks<P>): GateOutcome<P> | Promise<GateOutcome<P>> {
     const req = call.request;
     if (!verdict.allow) {
       hooks.beforeEffect(verdict.decision, req.stepPath);
       return 'pause' in verdict ? hooks.waiting(verdict.pause) : hooks.denied(verdict.error);
     }
-    const cap = call.capability!;
     const allowed = call.allowedBy ?? { rule: 'gate.default', rationale: 'registered, arguments valid, not denied' };
-    let callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: allowed.rule, rationale: allowed.rationale }, req.stepPath);
-    if (callAction instanceof Promise) callAction = await callAction;
+    const callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: allowed.rule, rationale: allowed.rationale }, req.stepPath);
+    return callAction instanceof Promise ? callAction.then((a) => this.invoke(call, a, hooks)) : this.invoke(call, callAction, hooks);
+  }
+
+  /** Runs the provider (its record is durable: see `beforeEffect`), then records its result. */
+  private invoke<P>(call: GateCall, callAction: Action | undefined, hooks: GateHooks<P>): GateOutcome<P> | Promise<GateOutcome<P>> {
+    const cap = call.capability!;
+    const req = call.request;
     const started = performance.now();
-    const limit = this.timeoutFor(call, cap.manifest);
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const ctx = this.context(call, cap.manifest, controller);
-      const pending = cap.provider.invoke(req.args, ctx);
-      // A synchronous provider has already finished; only a pending one needs a time limit.
-      const rawResult = !(pending instanceof Promise)
-        ? pending
-        : await Promise.race([
-            pending,
-            new Promise<never>((_, reject) => {
-              timer = setTimeout(() => {
-                controller.abort();
-                // Whether a timed-out effect happened is unknown; a retry may repeat it unless safe.
-                const unknown = !cap.manifest.idempotent && !call.keyed;
-                reject(new RtfsError('timeout', `${req.capability} did not answer within ${limit} ms`, req.pos, unknown ? EMPTY_MAP.set(kw('outcome-unknown'), true) : undefined, unknown ? 'its outcome is unknown and it is not idempotent: it will not be retried automatically' : 'raise :timeout-ms on the step, or check the provider'));
-              }, limit);
-            }),
-          ]);
+    const failed = (e: unknown): GateOutcome<P> => {
+      if (e instanceof PauseRun) return hooks.waiting(e.waiting as Json);
+      const error = providerError(e, req);
+      hooks.afterEffect(callAction, { error }, performance.now() - started);
+      return { error };
+    };
+    const answered = (rawResult: ProviderResult): GateOutcome<P> => {
       const result = isMarked(rawResult) ? { value: rawResult.value, costUsd: rawResult.costUsd, tokens: rawResult.tokens } : { value: rawResult as Value, costUsd: cap.manifest.cost?.usdPerCall, tokens: undefined };
       // Data labels: a result carries its inputs' labels and its declared ones, less what the
       // capability declassifies.
@@ -198,14 +206,30 @@ export class Gate {
       }
       hooks.afterEffect(callAction, result, performance.now() - started);
       return { value: result.value };
+    };
+    const controller = new AbortController();
+    let pending: ProviderResult | Promise<ProviderResult>;
+    try {
+      pending = cap.provider.invoke(req.args, this.context(call, cap.manifest, controller));
+      // A synchronous provider has already finished; only a pending one needs a time limit.
+      if (!(pending instanceof Promise)) return answered(pending);
     } catch (e) {
-      if (e instanceof PauseRun) return hooks.waiting(e.waiting as Json);
-      const error = providerError(e, req);
-      hooks.afterEffect(callAction, { error }, performance.now() - started);
-      return { error };
-    } finally {
-      if (timer) clearTimeout(timer);
+      return failed(e);
     }
+    const limit = this.timeoutFor(call, cap.manifest);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        // Whether a timed-out effect happened is unknown; a retry may repeat it unless safe.
+        const unknown = !cap.manifest.idempotent && !call.keyed;
+        reject(new RtfsError('timeout', `${req.capability} did not answer within ${limit} ms`, req.pos, unknown ? EMPTY_MAP.set(kw('outcome-unknown'), true) : undefined, unknown ? 'its outcome is unknown and it is not idempotent: it will not be retried automatically' : 'raise :timeout-ms on the step, or check the provider'));
+      }, limit);
+    });
+    return Promise.race([pending, timedOut])
+      .finally(() => clearTimeout(timer))
+      .then(answered)
+      .catch(failed);
   }
 
   private timeoutFor(call: GateCall, m: CapabilityManifest): number {

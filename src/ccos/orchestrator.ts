@@ -175,6 +175,22 @@ interface Pause {
 
 const isPause = (x: Resolution | Pause): x is Pause => (x as Pause).pause === true;
 
+/**
+ * The answer to a request: at once when nothing it needs waits (a synchronous provider, gate
+ * stages that decide at once), else a promise. Why not always a promise: a sequential plan would
+ * make several per call, and they cost a tenth of a governed call (more where async hooks are on).
+ */
+type Answer = Resolution | Pause | Promise<Resolution | Pause>;
+
+/** An answer as a promise: a synchronous throw becomes a rejection. */
+function answerLater(answer: () => Answer): Promise<Resolution | Pause> {
+  try {
+    return Promise.resolve(answer());
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
 /** The redo log's kind for a call's provisional "started" mark (see `startedMark`). */
 const STARTED_RECORD = 'started';
 
@@ -484,7 +500,8 @@ export class Orchestrator {
         const req = out.requests[0];
         let res: Resolution | Pause;
         try {
-          res = await this.answer(run, req);
+          const answer = this.answer(run, req);
+          res = answer instanceof Promise ? await answer : answer;
         } catch (e) {
           // A failing store (disk full, I/O) is not the call's answer: the run stops instead.
           if (isStoreFailure(e)) return this.stopForStore(run, e as CcosError, this.store.lostGroups !== lostGroupsBefore);
@@ -500,7 +517,7 @@ export class Orchestrator {
       const starting = out.requests.filter((r) => !inflight.has(r.id) && !waiting.has(r.id));
       for (const r of starting) {
         const id = r.id;
-        inflight.set(id, this.answer(run, r, starting.length > 1).then(
+        inflight.set(id, answerLater(() => this.answer(run, r, starting.length > 1)).then(
           (res) => (done.set(id, res), { id, res }),
           (e: unknown) => {
             // A failing store (disk full, I/O) is not the call's answer: the run stops instead.
@@ -545,7 +562,7 @@ export class Orchestrator {
    * `together`: other requests start in the same turn (with strict durability their "started"
    * marks share one fdatasync).
    */
-  private async answer(run: ActiveRun, req: HostRequest, together = false): Promise<Resolution | Pause> {
+  private answer(run: ActiveRun, req: HostRequest, together = false): Answer {
     const j = run.fresh && !run.waitingIds?.has(req.id) ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_key = ?').get(run.runId, journalKey(req.id)) as JournalRow | undefined);
     if (j?.status === 'answered') return decodeResolution(j.answer!, run.runtime);
     switch (req.kind) {
@@ -678,7 +695,7 @@ export class Orchestrator {
   }
 
   /** A governed capability call: gate, "started" on disk before the effect, result journaled before use. */
-  private async call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false, groupCommit = false, together = false): Promise<Resolution | Pause> {
+  private call(run: ActiveRun, req: HostRequest & { kind: 'call' }, retryOfUnknown = false, groupCommit = false, together = false): Answer {
     const h = argsHash(req.capability, req.args);
     const key = idempotencyKey(run, req);
     if (key) {
@@ -719,7 +736,7 @@ export class Orchestrator {
       if ('retry' in r) throw new CcosError('internal', 'unexpected retry answer');
       return r.value;
     };
-    const outcome = await this.gate.call<Pause>(
+    return this.gate.call<Pause>(
       { run, request: req, retry: retryOfUnknown, nested, keyed: key !== null },
       {
         beforeEffect: (decision: Decision, stepPath: readonly string[]) => {
@@ -782,7 +799,6 @@ export class Orchestrator {
         },
       },
     );
-    return outcome;
   }
 
   /**

@@ -109,8 +109,8 @@ export class Governance {
 
   private rateCount = (rule: Rule, sinceMs: number): number => (this.store.stmt('SELECT COUNT(*) AS n FROM rate_log WHERE rule = ? AND at > ?').get(rule.id, sinceMs) as { n: number }).n;
 
-  /** The gate stage. */
-  readonly interceptor: Interceptor = async (call, next) => {
+  /** The gate stage (synchronous: it waits on nothing but the stages after it). */
+  readonly interceptor: Interceptor = (call, next) => {
     const manifest = call.capability!.manifest;
     const labels = new Set<string>();
     for (const a of call.request.args) labelsOf(a, labels);
@@ -174,12 +174,16 @@ export class Governance {
       const v = this.approval(call, `call:${call.request.id}`, 'call', verdict.rule, verdict.approval!);
       if (v) return v;
     }
-    const out = await next();
-    if (out.allow && verdict.rated.length) {
-      const at = Date.now();
-      for (const r of verdict.rated) this.store.stmt('INSERT INTO rate_log (rule, at) VALUES (?, ?)').run(r.id, at);
-    }
-    return out;
+    const out = next();
+    if (!verdict.rated.length) return out;
+    const rated = (v: GateVerdict): GateVerdict => {
+      if (v.allow) {
+        const at = Date.now();
+        for (const r of verdict.rated) this.store.stmt('INSERT INTO rate_log (rule, at) VALUES (?, ?)').run(r.id, at);
+      }
+      return v;
+    };
+    return out instanceof Promise ? out.then(rated) : rated(out);
   };
 
   /** null when approved; else a pause (pending/new request) or a deny (denied/expired). */
