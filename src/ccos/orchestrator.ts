@@ -24,6 +24,7 @@
  */
 import { hash, randomUUID } from 'node:crypto';
 import os from 'node:os';
+import type Database from 'better-sqlite3';
 import type { Json } from '../common/canonical.js';
 import {
   Closure,
@@ -193,6 +194,9 @@ function answerLater(answer: () => Answer): Promise<Resolution | Pause> {
 
 /** The redo log's kind for a call's provisional "started" mark (see `startedMark`). */
 const STARTED_RECORD = 'started';
+/** The redo log's kind for a checkpoint row (see `checkpoint`). */
+const CHECKPOINT_RECORD = 'checkpoint';
+const INSERT_CHECKPOINT = 'INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)';
 
 /** Wall-clock limit of one contract predicate (besides its fuel). */
 const CONTRACT_TIME_LIMIT_MS = 1000;
@@ -279,6 +283,8 @@ export class Orchestrator {
   private readonly sourceBlobs = new Map<string, { json: string; address: string }>();
   /** Runs this process paused, with the checkpoint they paused at (their machines are current). */
   private readonly parked = new Map<string, { run: ActiveRun; checkpoint: string }>();
+  /** Inserts a checkpoint row; captured for the redo log by hand (see `checkpoint`). */
+  private readonly insertCheckpoint: Database.Statement;
 
   constructor(
     private readonly store: SqliteStore,
@@ -289,6 +295,11 @@ export class Orchestrator {
     store.onReplay(STARTED_RECORD, (json) => {
       const [runId, requestId, capability, argsH] = JSON.parse(json) as [string, string, string, string];
       this.journalRow(runId, requestId, 'call', 'started', null, capability, argsH);
+    });
+    this.insertCheckpoint = store.db.prepare(INSERT_CHECKPOINT);
+    store.onReplay(CHECKPOINT_RECORD, (json) => {
+      const [id, runId, created, reason, state] = JSON.parse(json) as [string, string, string, string, Json];
+      this.insertCheckpoint.run(id, runId, created, reason, JSON.stringify(state));
     });
   }
 
@@ -906,7 +917,11 @@ export class Orchestrator {
     const id = `cp-${sha(state)}`;
     this.store.deferredTx(() => {
       for (const b of sources) this.chain.storeBlob(b.json, b.address);
-      this.store.stmt('INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)').run(id, run.runId, isoNow(), reason, state);
+      const created = isoNow();
+      const { changes } = this.insertCheckpoint.run(id, run.runId, created, reason, state);
+      // In the redo log the state is written as the JSON it is, not escaped into a string: the
+      // largest record of a pause, a third smaller and encoded in one pass.
+      this.store.capture(CHECKPOINT_RECORD, `[${JSON.stringify(id)},${JSON.stringify(run.runId)},${JSON.stringify(created)},${JSON.stringify(reason)},${state}]`, changes);
       if (forPause) return;
       this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, isoNow(), run.runId);
       this.ctxAction(run, 'CheckpointCreated', [], { checkpoint: id, reason, bytes: state.length });

@@ -46,6 +46,8 @@ export class RedoLog {
   readonly file: string;
   private fd: number | null = null;
   private size = 0;
+  /** Where a batch is encoded before it is written (kept: encoding into it is one pass, no allocation). */
+  private buf = Buffer.allocUnsafe(16 * 1024);
 
   constructor(private readonly dir: string) {
     this.id = `${process.pid}-${processStartTime(process.pid) ?? 0}-${randomBytes(4).toString('hex')}`;
@@ -61,12 +63,14 @@ export class RedoLog {
         this.size = 0;
         if (sync) syncDirectory(this.dir); // the new file's name must survive a power loss too
       }
-      const bytes = Buffer.byteLength(text);
-      const written = fs.writeSync(this.fd, text, this.size, 'utf8');
-      if (written < bytes) {
-        const buf = Buffer.from(text, 'utf8');
-        for (let done = written; done < bytes; ) done += fs.writeSync(this.fd, buf, done, bytes - done, this.size + done);
+      let bytes = this.buf.write(text, 0, 'utf8');
+      // `write` stops where the buffer ends (at a whole character): it may not all have fitted.
+      if (bytes > this.buf.length - 4) {
+        bytes = Buffer.byteLength(text);
+        if (bytes > this.buf.length) this.buf = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(bytes)));
+        this.buf.write(text, 0, 'utf8');
       }
+      for (let done = 0; done < bytes; ) done += fs.writeSync(this.fd, this.buf, done, bytes - done, this.size + done);
       this.size += bytes;
       if (sync) fs.fdatasyncSync(this.fd);
     } catch (e) {
