@@ -386,7 +386,7 @@ export class Orchestrator {
     run.resume = resumeOpts;
     this.store.deferredTx(() => {
       this.claim(row!, true);
-      this.ctxAction(run, 'PlanResumed', [], { checkpoint, by: owner() });
+      this.ctxAction(run, 'PlanResumed', [], { by: owner(), checkpoint });
     });
     return this.drive(run);
   }
@@ -869,7 +869,7 @@ export class Orchestrator {
     if (own && !('retry' in own)) {
       const answer: Resolution = 'fail' in own ? { error: new RtfsError('rejected', own.fail) } : { value: own.answer };
       this.store.deferredTx(() => {
-        this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { capability: req.capability, ok: true, result: prStr(answer.value), answered_by: 'resume' } : { capability: req.capability, ok: false, error: (own as { fail: string }).fail, answered_by: 'resume' });
+        this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { answered_by: 'resume', capability: req.capability, ok: true, result: prStr(answer.value) } : { answered_by: 'resume', capability: req.capability, error: (own as { fail: string }).fail, ok: false });
         this.journal(run, req, 'answered', answer, req.capability, j.args_hash ?? undefined);
       });
       return answer;
@@ -880,7 +880,7 @@ export class Orchestrator {
     }
     const answer: Resolution = r.fail !== undefined ? { error: new RtfsError('rejected', r.fail) } : { value: r.answer! };
     this.store.deferredTx(() => {
-      this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { capability: req.capability, ok: true, result: prStr(answer.value), answered_by: 'resume' } : { capability: req.capability, ok: false, error: r.fail!, answered_by: 'resume' });
+      this.ctxAction(run, 'CapabilityResult', req.stepPath, 'value' in answer ? { answered_by: 'resume', capability: req.capability, ok: true, result: prStr(answer.value) } : { answered_by: 'resume', capability: req.capability, error: r.fail!, ok: false });
       this.journal(run, req, 'answered', answer, req.capability, j.args_hash ?? undefined);
     });
     // One answer serves one waiting call.
