@@ -13,11 +13,11 @@
  * Commits (see SqliteStore's group commit): with normal durability, answers and bookkeeping are
  * written with `deferredTx`; the "started" mark of a non-idempotent call is written with
  * `durableTx`, which puts it and everything before it in the redo log before the effect starts
- * (the journal's "started" row is provisional: it reaches SQLite only if the call is still in
- * flight when the group commits, since its answer usually replaces it first); so is a pause; the end commits. A crash loses at most what no effect outside the plan has depended
- * on yet: pure work is redone, idempotent calls may run again, and a non-idempotent call whose
- * result was lost is already marked started, so the run pauses for a person as for any call in
- * flight at a crash.
+ * (its journal row is provisional: it reaches SQLite only if the call is still in flight when the
+ * group commits, since the answer usually replaces it first); so is a pause; the end commits. A
+ * crash loses at most what no effect outside the plan has depended on yet: pure work is redone,
+ * idempotent calls may run again, and a non-idempotent call whose result was lost is already
+ * marked started, so the run pauses for a person as for any call in flight at a crash.
  *
  * Resume = restore the latest checkpoint, then answer every request the (deterministic) machine
  * asks again from the journal, by request id. Only requests with no journaled answer do work.
@@ -179,7 +179,7 @@ const isPause = (x: Resolution | Pause): x is Pause => (x as Pause).pause === tr
 /**
  * The answer to a request: at once when nothing it needs waits (a synchronous provider, gate
  * stages that decide at once), else a promise. Why not always a promise: a sequential plan would
- * make several per call, and they cost a tenth of a governed call (more where async hooks are on).
+ * make several per call (see the gate's `Interceptor`).
  */
 type Answer = Resolution | Pause | Promise<Resolution | Pause>;
 
@@ -919,8 +919,8 @@ export class Orchestrator {
       for (const b of sources) this.chain.storeBlob(b.json, b.address);
       const created = isoNow();
       const { changes } = this.insertCheckpoint.run(id, run.runId, created, reason, state);
-      // In the redo log the state is written as the JSON it is, not escaped into a string: the
-      // largest record of a pause, a third smaller and encoded in one pass.
+      // In the redo log the state goes as the JSON it is, not escaped into a string: it is the
+      // largest record of a pause, and escaping it cost more than writing it.
       this.store.capture(CHECKPOINT_RECORD, `[${JSON.stringify(id)},${JSON.stringify(run.runId)},${JSON.stringify(created)},${JSON.stringify(reason)},${state}]`, changes);
       if (forPause) return;
       this.store.stmt('UPDATE runs SET checkpoint = ?, updated = ? WHERE id = ?').run(id, isoNow(), run.runId);
