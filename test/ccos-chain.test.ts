@@ -192,6 +192,24 @@ test('(a3) the columns queries filter on are read from the hashed body, or check
   }
 });
 
+test('(a4) the run id column is checked against the top-level run of the body, not a "run" nested in its data', (t) => {
+  const ccos = tempNode(t, 'ccos-chain-run-');
+  const [r1, r2] = ['run-00000000-0000-7000-8000-000000000001', 'run-00000000-0000-7000-8000-000000000002'];
+  // Data shaped to look like the end of an action: a nested run right before a nested seq.
+  const tricky = { nested: { run: r2, seq: 1 }, run: r2 };
+  const inRun = ccos.store.tx(() => ccos.orchestrator.record({ type: 'CapabilityRegistered', runId: r1, data: tricky }));
+  const noRun = ccos.store.tx(() => ccos.orchestrator.record({ type: 'CapabilityRegistered', data: tricky }));
+  assert.equal(ccos.verifyChain().ok, true, JSON.stringify(ccos.verifyChain().problems));
+  const setRun = (seq: number, run: string | null): void => void ccos.store.db.prepare('UPDATE action_rows SET run_id = ? WHERE seq = ?').run(run, seq);
+  setRun(inRun.seq, r2);
+  setRun(noRun.seq, r2);
+  const report = ccos.verifyChain();
+  assert.deepEqual(report.problems.filter((p) => /run id column/.test(p.problem)).map((p) => p.seq), [inRun.seq, noRun.seq]);
+  setRun(inRun.seq, null);
+  setRun(noRun.seq, null);
+  assert.deepEqual(ccos.verifyChain().problems.filter((p) => /run id column/.test(p.problem)).map((p) => p.seq), [inRun.seq]);
+});
+
 test('step names with quotes, backslashes and control characters verify', async (t) => {
   const ccos = tempNode(t, 'ccos-chain-esc-');
   // RTFS escapes for the quote, backslash, newline and tab; a raw U+0001 inside the string.
