@@ -151,6 +151,10 @@ test('redo: a paused run resumed by a process that died before committing is not
     // on disk the run still looks paused, and this node still holds its parked machine.
     crash([], [], { resume: paused.runId, effects });
     assert.equal(count(), 1);
+    // A replay here sees what the dead process journaled: the answer to the ask, then the effect.
+    const replayed = ccos.replay(paused.runId);
+    assert.equal(replayed.requests, 1, JSON.stringify(replayed));
+    assert.match(replayed.result ?? '', /run is running/);
     // The answer is the dead process's (it is journaled there); the call in flight at its death
     // is not run again: `answer` also settles a call whose outcome is unknown.
     const r = await ccos.resume(paused.runId, { answer: 'yes' });

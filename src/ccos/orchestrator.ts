@@ -1044,6 +1044,7 @@ export class Orchestrator {
    * reports `identical`, or the first divergence.
    */
   replay(runId: string): { identical: boolean; requests: number; divergence?: string; result?: string } {
+    this.store.recoverRedo(); // as in `resume`: what a dead process did with the run comes first
     const row = this.runRow(runId);
     if (!row) throw new CcosError('not-found', `no run ${runId}`);
     const run = this.restore(row, null);
