@@ -764,6 +764,23 @@ test('budget :max_calls on the plan: the call over the limit is denied (budget-e
   assert.equal(c.n, 2);
 });
 
+test('budget: what another node spent on the run meanwhile is counted (a node keeps a running tally per run)', async (t) => {
+  const dir = tempDir(t);
+  const a = node(t, dir);
+  const b = node(t, dir);
+  const plan = '(plan ^{:resources {:max_calls 4}} :program [(call :ccos.echo 1) (call :ccos.user.ask "a") (call :ccos.echo 2) (call :ccos.user.ask "b") (call :ccos.echo 3)])';
+  const first = await a.run(plan); // node a checks the budget twice and pauses at "a"
+  assert.equal(first.status, 'paused');
+  a.store.commit();
+  const second = await b.resume(first.runId, { answer: 'yes' }); // calls 2 and 3, pauses at "b"
+  assert.equal(second.status, 'paused');
+  b.store.commit();
+  // Back in node a: the answer to "b" is call 4, so the last echo would be call 5.
+  const r = await a.resume(first.runId, { answer: 'yes' });
+  const d = assertDenied(a, r, 'budget-exceeded', 'budget.resources');
+  assert.match(String(d.rationale), /may make 4 calls; this would be call 5/);
+});
+
 test('budget :max_calls on a step counts that step only', async (t) => {
   const ccos = node(t);
   const c = counter(ccos, 'x.a');
