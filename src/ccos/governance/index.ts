@@ -50,13 +50,15 @@ function scopeMeta(call: GateCall, key: string): { meta: RMap; index: number }[]
 
 const num = (v: Value): number | null => (typeof v === 'number' ? v : v !== null && typeof v === 'object' && 'v' in (v as object) ? Number((v as { v: number }).v) : null);
 
-/** What a run (or one of its steps) has spent, counted up to a chain position (see `spentIn`). */
-interface Tally {
+/** What a run, step, intent or dataset has spent, counted up to a chain position (see `tallied`). */
+interface Spent {
   calls: number;
   cost: number;
   eps: number;
   tokens: number;
-  /** The run's last action counted. */
+}
+interface Tally extends Spent {
+  /** The last action counted. */
   upTo: number;
 }
 
@@ -67,9 +69,9 @@ export class Governance {
   readonly approvals: Approvals;
   private active: Constitution | null = null;
   /**
-   * What each run (and step) with a budget has spent so far, by run and step prefix, so that a
-   * budget check reads only the actions made since the last one. Counting from the start at
-   * every call made a long run quadratic (4 000 calls under a plan budget: 3.4 ms a call).
+   * What each budget's scope (a run, a step of it, an intent, a dataset) has spent so far, so
+   * that a budget check reads only the actions made since the last one. Counting from the start
+   * at every call made a long run quadratic (4 000 calls under a plan budget: 3.4 ms a call).
    * Valid while no group of writes was lost (`lostGroups`): a lost group takes actions with it.
    */
   private readonly tallies = new Map<string, Tally>();
@@ -251,25 +253,44 @@ export class Governance {
 
   /**
    * Calls, cost, ε and tokens a run has spent (in the step whose path starts with `prefix`, when
-   * `depth` > 0): the tally kept for it, brought up to date with the run's actions since.
+   * `depth` > 0).
    */
-  private spentIn(runId: string, depth: number, prefix: string): Tally {
+  private spentIn(runId: string, depth: number, prefix: string): Spent {
+    const last = (this.store.stmt('SELECT MAX(seq) FROM action_rows WHERE run_id = ?').pluck().get(runId) as number | null) ?? 0;
+    return this.tallied(`run\n${runId}\n${prefix}`, last, (from) =>
+      this.store
+        .stmt(`SELECT COUNT(*) AS calls, COALESCE(SUM(json_extract(body, '$.cost_usd')), 0) AS cost, COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps, COALESCE(SUM(json_extract(body, '$.data.tokens')), 0) AS tokens FROM actions WHERE run_id = ? AND seq > ? AND seq <= ? AND type = 'CapabilityResult' AND (? = 0 OR step_path LIKE ? || '%')`)
+        .get(runId, from, last, depth, prefix) as Spent,
+    );
+  }
+
+  /** ε spent by every run of an intent, or on a dataset (named by its calls' `{:dataset ..}`). */
+  private epsilonIn(scope: { intentId: string } | { dataset: string }): number {
+    const last = (this.store.stmt('SELECT MAX(seq) FROM action_rows').pluck().get() as number | null) ?? 0;
+    const [key, sql, param] =
+      'intentId' in scope
+        ? [`intent\n${scope.intentId}`, 'intent_id = ?', scope.intentId]
+        : [`dataset\n${scope.dataset}`, "json_extract(body, '$.data.dataset') = ?", scope.dataset];
+    return this.tallied(key, last, (from) => {
+      const eps = this.store.stmt(`SELECT COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) FROM actions WHERE seq > ? AND seq <= ? AND type = 'CapabilityResult' AND ${sql}`).pluck().get(from, last, param) as number;
+      return { calls: 0, cost: 0, eps, tokens: 0 };
+    }).eps;
+  }
+
+  /** The tally under `key`, brought up to action `last` by adding what `since(upTo)` counts after it. */
+  private tallied(key: string, last: number, since: (upTo: number) => Spent): Spent {
     if (this.talliesLost !== this.store.lostGroups || this.tallies.size > MAX_TALLIES) {
       this.tallies.clear();
       this.talliesLost = this.store.lostGroups;
     }
-    const key = `${runId}\n${prefix}`;
     let tally = this.tallies.get(key);
     if (!tally) this.tallies.set(key, (tally = { calls: 0, cost: 0, eps: 0, tokens: 0, upTo: 0 }));
-    const last = (this.store.stmt('SELECT MAX(seq) FROM action_rows WHERE run_id = ?').pluck().get(runId) as number | null) ?? 0;
     if (last > tally.upTo) {
-      const since = this.store
-        .stmt(`SELECT COUNT(*) AS calls, COALESCE(SUM(json_extract(body, '$.cost_usd')), 0) AS cost, COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps, COALESCE(SUM(json_extract(body, '$.data.tokens')), 0) AS tokens FROM actions WHERE run_id = ? AND seq > ? AND seq <= ? AND type = 'CapabilityResult' AND (? = 0 OR step_path LIKE ? || '%')`)
-        .get(runId, tally.upTo, last, depth, prefix) as { calls: number; cost: number; eps: number; tokens: number };
-      tally.calls += since.calls;
-      tally.cost += since.cost;
-      tally.eps += since.eps;
-      tally.tokens += since.tokens;
+      const more = since(tally.upTo);
+      tally.calls += more.calls;
+      tally.cost += more.cost;
+      tally.eps += more.eps;
+      tally.tokens += more.tokens;
       tally.upTo = last;
     }
     return tally;
@@ -307,12 +328,8 @@ export class Governance {
         const dataset = perDataset && IMap.isMap(first) ? (first as RMap).get(kw('dataset'), null) : null;
         const datasetName = dataset instanceof Keyword ? dataset.name : typeof dataset === 'string' ? dataset : null;
         let used = spent.eps;
-        if (sc instanceof Keyword && sc.name === 'intent' && call.run.intentId) {
-          used = (this.store.stmt(`SELECT COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps FROM actions WHERE intent_id = ? AND type = 'CapabilityResult'`).get(call.run.intentId) as { eps: number }).eps;
-        }
-        if (datasetName !== null) {
-          used = (this.store.stmt(`SELECT COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps FROM actions WHERE type = 'CapabilityResult' AND json_extract(body, '$.data.dataset') = ?`).get(datasetName) as { eps: number }).eps;
-        }
+        if (sc instanceof Keyword && sc.name === 'intent' && call.run.intentId) used = this.epsilonIn({ intentId: call.run.intentId });
+        if (datasetName !== null) used = this.epsilonIn({ dataset: datasetName });
         if (used + epsilon > maxEps + 1e-12) problem = `${where} has a privacy budget of ε=${maxEps}${datasetName ? ` for dataset ${datasetName}` : ''}; spent ε=${used}, this call needs ε=${epsilon}`;
       }
       if (!problem) continue;
