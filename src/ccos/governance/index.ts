@@ -253,15 +253,19 @@ export class Governance {
 
   /**
    * Calls, cost, ε and tokens a run has spent (in the step whose path starts with `prefix`, when
-   * `depth` > 0).
+   * `depth` > 0), counting its actions up to `last` (see `lastActionOf`).
    */
-  private spentIn(runId: string, depth: number, prefix: string): Spent {
-    const last = (this.store.stmt('SELECT MAX(seq) FROM action_rows WHERE run_id = ?').pluck().get(runId) as number | null) ?? 0;
+  private spentIn(runId: string, depth: number, prefix: string, last: number): Spent {
     return this.tallied(`run\n${runId}\n${prefix}`, last, (from) =>
       this.store
         .stmt(`SELECT COUNT(*) AS calls, COALESCE(SUM(json_extract(body, '$.cost_usd')), 0) AS cost, COALESCE(SUM(json_extract(body, '$.data.epsilon')), 0) AS eps, COALESCE(SUM(json_extract(body, '$.data.tokens')), 0) AS tokens FROM actions WHERE run_id = ? AND seq > ? AND seq <= ? AND type = 'CapabilityResult' AND (? = 0 OR step_path LIKE ? || '%')`)
         .get(runId, from, last, depth, prefix) as Spent,
     );
+  }
+
+  /** The sequence number of a run's last action (0: none). */
+  private lastActionOf(runId: string): number {
+    return (this.store.stmt('SELECT MAX(seq) FROM action_rows WHERE run_id = ?').pluck().get(runId) as number | null) ?? 0;
   }
 
   /** ε spent by every run of an intent, or on a dataset (named by its calls' `{:dataset ..}`). */
@@ -297,6 +301,8 @@ export class Governance {
   }
 
   private checkBudgets(call: GateCall, estimateUsd: number, epsilon: number): GateVerdict | null {
+    // Read once for all the scopes with a budget (the plan's and its steps').
+    let runLast: number | undefined;
     for (const { meta, index } of scopeMeta(call, 'resources')) {
       const res = meta.get(kw('resources')) as Value;
       if (!IMap.isMap(res)) continue;
@@ -304,7 +310,7 @@ export class Governance {
       const scope = call.request.scopes[index];
       const depth = call.request.scopes.slice(0, index + 1).filter((s) => s.kind === 'step').length;
       const prefix = JSON.stringify(call.request.stepPath.slice(0, depth)).slice(0, -1);
-      const spent = this.spentIn(call.run.runId, depth, prefix);
+      const spent = this.spentIn(call.run.runId, depth, prefix, (runLast ??= this.lastActionOf(call.run.runId)));
       const where = scope.kind === 'plan' ? 'the plan' : `step ${scope.name}`;
       const onExceed = r.get(kw('on-exceed'), null);
       const mode = onExceed instanceof Keyword ? onExceed.name : 'stop';
