@@ -42,6 +42,8 @@ export interface CcosOptions {
   durability?: Durability;
   /** How long (ms) writes may wait to share a commit (default 2; with strict durability 20). */
   groupCommitMs?: number;
+  /** The WAL size (bytes) at which a thread of the store takes over its checkpoints (default 4 MiB). */
+  walThreadAtBytes?: number;
   /** Root directory of `ccos.fs.*` (default: the current directory). */
   workspaceRoot?: string;
   /** Hosts `ccos.http.fetch` may reach. */
@@ -86,7 +88,7 @@ export class Ccos {
 
   constructor(opts: CcosOptions = {}) {
     this.dataDir = resolveDataDir(opts.dataDir);
-    this.store = new SqliteStore(this.dataDir, { durability: opts.durability, mustExist: opts.mustExist, onUpgrade: opts.onUpgrade, groupCommitMs: opts.groupCommitMs });
+    this.store = new SqliteStore(this.dataDir, { durability: opts.durability, mustExist: opts.mustExist, onUpgrade: opts.onUpgrade, groupCommitMs: opts.groupCommitMs, walThreadAtBytes: opts.walThreadAtBytes });
     const key = NodeKey.load(this.store);
     this.chain = new CausalChain(this.store, key);
     this.registry = new CapabilityRegistry(this.store, (m) => (m.provider.kind === 'rtfs' ? rtfsProvider(m) : this.providerFactories.get(m.provider.kind)?.(m)));

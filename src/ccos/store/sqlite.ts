@@ -35,6 +35,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CcosError } from '../errors.js';
 import { orphanedLogs, readLog, redoDir, redoLine, RedoLog } from './redo-log.js';
+import { AUTOCHECKPOINT_PAGES, WalCheckpointer } from './wal-checkpointer.js';
 
 /**
  * 2: the journal is a WITHOUT ROWID table; checkpoints have no (run_id, created) index.
@@ -117,6 +118,8 @@ export interface StoreOptions {
   onUpgrade?: (fromSchema: number, toSchema: number) => void;
   /** How long (ms) writes may wait to share a commit (default 2; with strict durability 20). */
   groupCommitMs?: number;
+  /** The WAL size (bytes) at which a thread takes over its checkpoints (default 4 MiB; see wal-checkpointer.ts). */
+  walThreadAtBytes?: number;
 }
 
 /** The data directory: `--data-dir`, else `CCOS_HOME`, else `.ccos` under the current directory. */
@@ -178,6 +181,8 @@ export class SqliteStore {
   private groupFailure: unknown = null;
   /** This store's redo log. */
   private readonly redo: RedoLog;
+  /** Checkpoints the WAL on a thread of its own once it has grown. */
+  readonly walThread: WalCheckpointer;
   /** The writes of the open transaction, in order (see the header). */
   private captured: Captured[] = [];
   /** How many of `captured` are in the redo log. */
@@ -217,8 +222,10 @@ export class SqliteStore {
       this.db = new Database(this.dbPath, { timeout: 5000 });
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${opts.durability === 'strict' ? 'FULL' : 'NORMAL'}`);
-      // Fewer, larger WAL checkpoints: commits stay cheap; the WAL is folded back in bulk.
-      this.db.pragma('wal_autocheckpoint = 10000');
+      // Fewer, larger WAL checkpoints: commits stay cheap; the WAL is folded back in bulk — by a
+      // thread of its own once the WAL has grown (see wal-checkpointer.ts).
+      this.db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
+      this.walThread = new WalCheckpointer(this.db, this.dbPath, opts.walThreadAtBytes);
       this.db.pragma('foreign_keys = ON');
       this.db.exec(SCHEMA);
       const v = this.getMeta('schema_version');
@@ -492,6 +499,7 @@ export class SqliteStore {
       this.redoGroup++;
       this.redo.empty();
     }
+    this.walThread.committed();
   }
 
   /**
@@ -641,6 +649,8 @@ export class SqliteStore {
         }
       }
     } finally {
+      // The last connection to close folds the WAL into the database and removes it: this one.
+      this.walThread.stop();
       this.db.close();
     }
   }
