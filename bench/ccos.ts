@@ -503,7 +503,7 @@ export async function runCcosBench(): Promise<number> {
     for (const [label, r, lg] of rows) {
       console.log(line([label, us(r.perOp), perSec(r.perOp), lg ? ratio(lg.perOp, r.perOp) : '', us(r.meanPerOp), lg ? ratio(lg.meanPerOp, r.meanPerOp) : '']));
     }
-    console.log('(µs/op: the median repetition; mean: total time / total operations, which includes the WAL checkpoints that land in some repetitions)');
+    console.log('(µs/op: the median repetition; mean: total time / total operations, which also counts what happens in some repetitions only: collections, LangGraph\'s WAL checkpoints)');
     console.log(`\nchain verification: ${report.actions} actions (${report.seals} seals) in ${verifyMs.toFixed(1)} ms → ${(verifyRate / 1000).toFixed(0)}k actions/s`);
     console.log(`commits per governed call (normal): non-idempotent ${commits.call.toFixed(2)}, idempotent ${commits.idem.toFixed(2)}, ${PAR_BRANCHES}-way parallel non-idem ${commits.par.toFixed(2)}, parallel idem ${commits.parIdem.toFixed(2)}`);
     console.log(`commits per pause → resume round trip (normal): ${askCommits.toFixed(2)}`);
