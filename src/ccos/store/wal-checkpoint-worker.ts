@@ -17,8 +17,10 @@ const TICK_MS = 100;
 const CATCH_UP_TICK_MS = 5;
 /** Past this many frames in the WAL (40 MB of 4 KB pages), the WAL is made to start over. */
 const CATCH_UP_FRAMES = 10_000;
-/** A RESTART is made once at most this many frames are left to copy (its wait stays short). */
+/** A RESTART is made once at most this many frames are left to copy (its wait stays short)… */
 const RESTART_WHEN_LEFT = 256;
+/** …or at once past this many frames, if the writer outpaces the copies (the wait is then longer). */
+const RESTART_ANYWAY_FRAMES = 4 * CATCH_UP_FRAMES;
 
 const { dbPath, closed } = workerData as CheckpointWorkerData;
 // The writer holds its transaction for a few milliseconds at a time: a RESTART waits that long.
@@ -30,7 +32,7 @@ function tick(): void {
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
     if (r.log > CATCH_UP_FRAMES) {
-      if (r.log - r.checkpointed <= RESTART_WHEN_LEFT) db.pragma('wal_checkpoint(RESTART)');
+      if (r.log - r.checkpointed <= RESTART_WHEN_LEFT || r.log > RESTART_ANYWAY_FRAMES) db.pragma('wal_checkpoint(RESTART)');
       else next = CATCH_UP_TICK_MS;
     }
   } catch (e) {
