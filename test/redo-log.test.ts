@@ -10,7 +10,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CcosError, openCcos, type Ccos } from '../src/ccos/index.js';
 import { processAlive, processStartTime } from '../src/ccos/processes.js';
-import { readLog, redoLine } from '../src/ccos/store/redo-log.js';
+import { readLog, redoBatch, redoLine, redoMapped, RedoLog } from '../src/ccos/store/redo-log.js';
 import { afterCrash } from './support.js';
 
 const LIB_URL = new URL('../src/ccos/index.js', import.meta.url).href;
@@ -248,6 +248,56 @@ test('redo: reading a log stops at its first line that is not a whole record', (
   fs.writeFileSync(file, good + 'e = ?",["b"]]]\n' + redoLine(1, 'seal', 'null'));
   assert.deepEqual(readLog(file).map((r) => [r.group, r.kind]), [[3, 'sql'], [3, 'seal']], 'the remainder of an overwritten line ends the log');
   assert.deepEqual(readLog(path.join(dir, 'missing.redo')), []);
+});
+
+const line = (group: number, n: number): string => redoLine(group, 'sql', JSON.stringify(['DELETE FROM meta WHERE key = ?', [`k${n}`]]));
+const keysOf = (file: string): string[] => readLog(file).map((r) => (JSON.parse(r.json) as [string, string[]])[1][0]);
+
+test('redo: the addon that maps the log is built (npm install builds native/redo_map.c with node-gyp)', () => {
+  assert.equal(redoMapped, true, 'without it, appends fall back to write(): correct, but slower; see the output of npm install');
+});
+
+for (const sync of [false, true]) {
+  test(`redo: batches ${sync ? 'written and synced' : 'stored into the mapped file'} read back in order; started over, the older batches left after the new ones are not read`, (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const log = new RedoLog(dir);
+    t.after(() => log.close());
+    for (let n = 0; n < 5; n++) log.append(line(1, 2 * n) + line(1, 2 * n + 1), sync);
+    assert.deepEqual(keysOf(log.file), Array.from({ length: 10 }, (_, n) => `k${n}`));
+    log.empty();
+    log.append(line(2, 100), sync);
+    log.append(line(2, 101) + line(2, 102), sync);
+    assert.deepEqual(keysOf(log.file), ['k100', 'k101', 'k102'], 'what follows the new batches is older batches, not their continuation');
+    // A batch larger than the mapping (1 MiB) makes it grow; the batches before it stay.
+    const big = Array.from({ length: 30_000 }, (_, n) => line(2, 1000 + n)).join('');
+    assert.ok(Buffer.byteLength(big) > 1024 * 1024);
+    log.append(big, sync);
+    log.append(line(2, 103), sync);
+    const keys = keysOf(log.file);
+    assert.equal(keys.length, 3 + 30_000 + 1);
+    assert.deepEqual([keys[0], keys[3], keys.at(-2), keys.at(-1)], ['k100', 'k1000', 'k30999', 'k103']);
+  });
+}
+
+test('redo: reading stops at a batch a crash cut off (its trailer missing or not its own) and at one out of sequence', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'x.redo');
+  const a = redoBatch(7, line(1, 1));
+  const b = redoBatch(8, line(1, 2) + line(1, 3));
+  fs.writeFileSync(file, a + b);
+  assert.deepEqual(keysOf(file), ['k1', 'k2', 'k3']);
+  fs.writeFileSync(file, a + b.slice(0, -8));
+  assert.deepEqual(keysOf(file), ['k1'], 'the second batch lost the end of its trailer');
+  fs.writeFileSync(file, a + b.slice(0, 40) + a.slice(40 - b.length));
+  assert.deepEqual(keysOf(file), ['k1'], "the second batch's start over an older batch's end: the trailer is not its own");
+  fs.writeFileSync(file, a + redoBatch(9, line(1, 4)));
+  assert.deepEqual(keysOf(file), ['k1'], 'a batch that does not follow the one before');
+  fs.writeFileSync(file, Buffer.concat([Buffer.from(a), Buffer.alloc(4096)]));
+  assert.deepEqual(keysOf(file), ['k1'], 'the zeros of a mapped file not written yet');
+  fs.writeFileSync(file, Buffer.alloc(4096));
+  assert.deepEqual(keysOf(file), []);
 });
 
 test('redo: a log that cannot be redone stops the open with an error naming the file and the way out', (t) => {

@@ -2,17 +2,27 @@
  * The redo log: one file per open store, under `<data dir>/redo/`, that holds the writes of the
  * store's open group transaction which must survive a crash before the group is committed.
  *
- * Owns: this store's log file (created on first use, appended to with one `write` per batch,
- * started over once its batches are committed, removed on close), telling whether another log's
- * owner is still alive, and reading a dead owner's log back.
+ * Owns: this store's log file (created on first use, appended to one batch at a time, started
+ * over once its batches are committed, removed on close), the framing that tells a whole batch
+ * from one a crash cut off, telling whether another log's owner is still alive, and reading a dead
+ * owner's log back.
  * Must never: interpret what it holds (the store encodes and replays records), or touch the log
  * of a process that is still running.
  *
  * Why: a SQLite commit costs ~30 µs here (every page it touches is a 4 KB WAL frame, and is
- * written again at the WAL checkpoint), while appending one line to a file costs ~2 µs. A
- * non-idempotent call must be on record before its effect starts; this log is that record until
- * the group commits. Like SQLite's `synchronous = NORMAL`, an append survives the process dying;
- * with `sync` it also survives a power loss.
+ * written again at the WAL checkpoint), while appending to a file costs a few. A non-idempotent
+ * call must be on record before its effect starts; this log is that record until the group
+ * commits. Like SQLite's `synchronous = NORMAL`, an append survives the process dying; with `sync`
+ * it also survives a power loss.
+ *
+ * How: without `sync`, the file is mapped into memory (native/redo_map.c) and a batch is stored
+ * into the mapping: what is stored there is the file's page cache, which outlives the process as a
+ * `write` does, and costs no system call (in a virtual machine a system call costs several
+ * microseconds, more than its own time). Without the addon, and with `sync`, a batch is one
+ * `write` (then an fdatasync). Either way a batch is framed as `~<seq> <bytes>\n<lines>~<seq>\n`:
+ * a crash while it is being stored leaves a header or trailer that does not match, and the reader
+ * stops there. `seq` grows for the life of the file, so what a started-over log leaves of older
+ * batches after its new ones never reads as their continuation.
  *
  * A log is named `<pid>-<start>-<random>.redo`, where `<start>` is the process's start time as
  * the kernel counts it (see processes.ts), so that a new process that reuses the pid of a dead
@@ -20,9 +30,40 @@
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { CcosError } from '../errors.js';
 import { processAlive, processStartTime } from '../processes.js';
+
+/** `map(fd, bytes)`: an ArrayBuffer over the first `bytes` of the file, shared (native/redo_map.c). */
+type Mapper = { map(fd: number, bytes: number): ArrayBuffer };
+
+/** The addon, built by `npm install` (node-gyp); null where it could not be built. */
+const mapper: Mapper | null = (() => {
+  try {
+    return createRequire(import.meta.url)('../../../../build/Release/redo_map.node') as Mapper;
+  } catch {
+    return null;
+  }
+})();
+
+/** Whether appends without `sync` are stores into a mapping (else `write`s). */
+export const redoMapped = mapper !== null;
+
+/** The size a mapped log starts at (it doubles when a batch does not fit). */
+const MAP_BYTES = 1024 * 1024;
+/** `~<seq> <bytes>\n`: 12 and 10 digits. */
+const HEADER_BYTES = 25;
+/** `~<seq>\n`. */
+const TRAILER_BYTES = 14;
+
+const header = (seq: number, bytes: number): string => `~${String(seq).padStart(12, '0')} ${String(bytes).padStart(10, '0')}\n`;
+const trailer = (seq: number): string => `~${String(seq).padStart(12, '0')}\n`;
+
+/** One batch as the log frames it (see the header); tests write logs with it. */
+export function redoBatch(seq: number, lines: string): string {
+  return header(seq, Buffer.byteLength(lines)) + lines + trailer(seq);
+}
 
 /**
  * One record: the group it belongs to, its kind and its data as JSON text. A line is
@@ -46,6 +87,10 @@ export class RedoLog {
   readonly file: string;
   private fd: number | null = null;
   private size = 0;
+  /** Batches appended to the file so far (each batch's `seq`). */
+  private batches = 0;
+  /** The mapped file (appends without `sync`, when the addon is there). */
+  private mapped: Buffer | null = null;
   /** Where a batch is encoded before it is written (kept: encoding into it is one pass, no allocation). */
   private buf = Buffer.allocUnsafe(16 * 1024);
 
@@ -54,25 +99,17 @@ export class RedoLog {
     this.file = path.join(dir, `${this.id}.redo`);
   }
 
-  /** Appends lines (see `RedoRecord`, each ending in a newline); with `sync`, on disk when this returns. */
+  /**
+   * Appends lines (see `RedoRecord`, each ending in a newline) as one batch; with `sync`, on disk
+   * when this returns. A store passes `sync` always or never.
+   */
   append(text: string, sync: boolean): void {
     try {
-      if (this.fd === null) {
-        fs.mkdirSync(this.dir, { recursive: true });
-        this.fd = fs.openSync(this.file, 'w');
-        this.size = 0;
-        if (sync) syncDirectory(this.dir); // the new file's name must survive a power loss too
-      }
-      let bytes = this.buf.write(text, 0, 'utf8');
-      // `write` stops where the buffer ends (at a whole character): it may not all have fitted.
-      if (bytes > this.buf.length - 4) {
-        bytes = Buffer.byteLength(text);
-        if (bytes > this.buf.length) this.buf = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(bytes)));
-        this.buf.write(text, 0, 'utf8');
-      }
-      for (let done = 0; done < bytes; ) done += fs.writeSync(this.fd, this.buf, done, bytes - done, this.size + done);
-      this.size += bytes;
-      if (sync) fs.fdatasyncSync(this.fd);
+      if (this.fd === null) this.open(sync);
+      const seq = ++this.batches;
+      if (this.mapped) this.store(seq, text);
+      else this.write(seq, text);
+      if (sync) fs.fdatasyncSync(this.fd!);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       throw new CcosError(code === 'ENOSPC' ? 'disk-full' : 'store', `cannot write the redo log ${this.file}: ${(e as Error).message}`, {
@@ -81,10 +118,62 @@ export class RedoLog {
     }
   }
 
+  private open(sync: boolean): void {
+    fs.mkdirSync(this.dir, { recursive: true });
+    this.fd = fs.openSync(this.file, 'w+');
+    this.size = 0;
+    if (sync) syncDirectory(this.dir); // the new file's name must survive a power loss too
+    else if (mapper) this.mapped = this.map(MAP_BYTES);
+  }
+
+  /** Extends the file to `bytes` and maps it. */
+  private map(bytes: number): Buffer {
+    // Zeros are written rather than the file sized: a store into a hole would allocate its block
+    // on a page fault, where a full disk kills the process (SIGBUS) instead of failing here.
+    const from = this.mapped?.length ?? 0;
+    const zeros = Buffer.alloc(bytes - from);
+    for (let done = 0; done < zeros.length; ) done += fs.writeSync(this.fd!, zeros, done, zeros.length - done, from + done);
+    return Buffer.from(mapper!.map(this.fd!, bytes));
+  }
+
+  /** A batch stored into the mapping: its lines first, then header and trailer. */
+  private store(seq: number, text: string): void {
+    let map = this.mapped!;
+    const at = this.size + HEADER_BYTES;
+    let bytes = map.write(text, at, 'utf8');
+    // `write` stops where the mapping ends (at a whole character): it may not all have fitted.
+    if (bytes > map.length - at - TRAILER_BYTES - 4) {
+      bytes = Buffer.byteLength(text);
+      let size = map.length;
+      while (size < at + bytes + TRAILER_BYTES) size *= 2;
+      this.mapped = map = this.map(size); // the old mapping is unmapped once it is collected
+      map.write(text, at, 'utf8');
+    }
+    map.write(header(seq, bytes), this.size, 'latin1');
+    map.write(trailer(seq), at + bytes, 'latin1');
+    this.size = at + bytes + TRAILER_BYTES;
+  }
+
+  /** A batch as one `write` at the end of what the log holds. */
+  private write(seq: number, text: string): void {
+    let bytes = this.buf.write(text, HEADER_BYTES, 'utf8');
+    // `write` stops where the buffer ends (at a whole character): it may not all have fitted.
+    if (bytes > this.buf.length - HEADER_BYTES - TRAILER_BYTES - 4) {
+      bytes = Buffer.byteLength(text);
+      const need = HEADER_BYTES + bytes + TRAILER_BYTES;
+      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(need)));
+      this.buf.write(text, HEADER_BYTES, 'utf8');
+    }
+    this.buf.write(header(seq, bytes), 0, 'latin1');
+    const end = this.buf.write(trailer(seq), HEADER_BYTES + bytes, 'latin1') + HEADER_BYTES + bytes;
+    for (let done = 0; done < end; ) done += fs.writeSync(this.fd!, this.buf, done, end - done, this.size + done);
+    this.size += end;
+  }
+
   /**
-   * Starts the log over (everything in it is committed). The next lines overwrite the old ones
+   * Starts the log over (everything in it is committed). The next batches overwrite the old ones
    * rather than truncating the file: overwriting costs half as much as appending to a file that
-   * grows. What is left after them belongs to committed groups, which recovery skips.
+   * grows. What is left after them is older batches, which the reader does not take for theirs.
    */
   empty(): void {
     this.size = 0;
@@ -95,6 +184,7 @@ export class RedoLog {
     if (this.fd === null) return false;
     fs.closeSync(this.fd);
     this.fd = null;
+    this.mapped = null;
     fs.rmSync(this.file, { force: true });
     return true;
   }
@@ -123,32 +213,54 @@ export function orphanedLogs(dir: string, ownId: string): { orphaned: { id: stri
 }
 
 /**
- * The records of a log, up to its first line that is not a whole record: what follows is the
- * remainder of lines overwritten since (see `empty`), or a batch the crash cut off, which nothing
- * can depend on since its `append` never returned.
+ * The records of a log, up to its first batch that is not whole (a crash cut it off while it was
+ * stored; its `append` never returned, so nothing can depend on it) or that does not follow the
+ * one before (what is left of older batches after a log started over).
  */
 export function readLog(file: string): RedoRecord[] {
-  let text: string;
+  let data: Buffer;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    data = fs.readFileSync(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
+  // A log written before batches were framed is lines alone.
+  if (data.length > 0 && data[0] !== 0x7e) return readLines(data.toString('utf8')).records;
+  const records: RedoRecord[] = [];
+  let expected: number | null = null;
+  for (let at = 0; at + HEADER_BYTES <= data.length; ) {
+    const m = /^~(\d{12}) (\d{10})\n$/.exec(data.toString('latin1', at, at + HEADER_BYTES));
+    if (!m) break;
+    const seq = Number(m[1]);
+    const bytes = Number(m[2]);
+    const end = at + HEADER_BYTES + bytes;
+    if ((expected !== null && seq !== expected) || data.toString('latin1', end, end + TRAILER_BYTES) !== trailer(seq)) break;
+    const lines = readLines(data.toString('utf8', at + HEADER_BYTES, end));
+    records.push(...lines.records);
+    if (!lines.whole) break;
+    expected = seq + 1;
+    at = end + TRAILER_BYTES;
+  }
+  return records;
+}
+
+/** The records in `text`, up to its first line that is not a whole record; `whole`: all were. */
+function readLines(text: string): { records: RedoRecord[]; whole: boolean } {
   const records: RedoRecord[] = [];
   const lines = text.split('\n');
-  lines.pop(); // after the last newline
+  const rest = lines.pop(); // after the last newline
   for (const line of lines) {
     const m = /^(\d+) ([a-z]+) (.*)$/.exec(line);
-    if (!m) break;
+    if (!m) return { records, whole: false };
     try {
       JSON.parse(m[3]);
     } catch {
-      break;
+      return { records, whole: false };
     }
     records.push({ group: Number(m[1]), kind: m[2], json: m[3] });
   }
-  return records;
+  return { records, whole: rest === '' };
 }
 
 /** A record as a line of the log. */
