@@ -134,10 +134,11 @@ const GROUP_MAX_WRITES = 256;
 const WRITE_SQL = /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i;
 
 /**
- * A captured write: `sql` with its statement and parameters, or a kind a higher module replays
- * (`onReplay`) with its data as JSON text.
+ * A captured write: `sql` with its statement and parameters (and the SQL as JSON text, made once
+ * per statement rather than at every persist), or a kind a higher module replays (`onReplay`)
+ * with its data as JSON text.
  */
-type Captured = { k: 'sql'; d: [string, unknown[]] } | { k: string; d: string };
+type Captured = { k: 'sql'; d: [string, unknown[]]; sqlJson: string } | { k: string; d: string };
 
 /** Replays one captured record of a kind from its JSON text (inside the replaying transaction). */
 export type Replayer = (json: string) => void;
@@ -307,15 +308,16 @@ export class SqliteStore {
   private captureRuns(s: Database.Statement, sql: string): void {
     const run = s.run.bind(s);
     const get = s.get.bind(s);
+    const sqlJson = JSON.stringify(sql);
     s.run = (...params: unknown[]) => {
       const info = run(...params);
-      this.captureRecord({ k: 'sql', d: [sql, params] }, info.changes);
+      this.captureRecord({ k: 'sql', d: [sql, params], sqlJson }, info.changes);
       return info;
     };
     // `INSERT ... RETURNING` is read with `get`.
     s.get = (...params: unknown[]) => {
       const row = get(...params);
-      this.captureRecord({ k: 'sql', d: [sql, params] }, this.stmt('SELECT changes()').pluck().get() as number);
+      this.captureRecord({ k: 'sql', d: [sql, params], sqlJson }, this.stmt('SELECT changes()').pluck().get() as number);
       return row;
     };
   }
@@ -665,8 +667,11 @@ function encodeRecords(records: Captured[], from: number, group: number): string
   for (let i = from; i < records.length; i++) {
     const r = records[i];
     if (r.k !== 'sql') text += redoLine(group, r.k, r.d as string);
-    else if ((r.d as [string, unknown[]])[1].every(plainParam)) text += redoLine(group, 'sql', JSON.stringify(r.d));
-    else return null;
+    else {
+      const { d, sqlJson } = r as Extract<Captured, { k: 'sql' }>;
+      if (!d[1].every(plainParam)) return null;
+      text += redoLine(group, 'sql', `[${sqlJson},${JSON.stringify(d[1])}]`);
+    }
   }
   return text;
 }
