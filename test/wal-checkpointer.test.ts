@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { SqliteStore } from '../src/ccos/store/sqlite.js';
-import { AUTOCHECKPOINT_PAGES } from '../src/ccos/store/wal-checkpointer.js';
+import { AUTOCHECKPOINT_PAGES, LIMIT_FRAMES } from '../src/ccos/store/wal-checkpointer.js';
 import { openCcos } from '../src/ccos/index.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
@@ -45,12 +45,28 @@ test('wal thread: starts once the WAL has grown, folds it into the database whil
   assert.equal(autocheckpoint(store), AUTOCHECKPOINT_PAGES);
   writeRows(store, 400, 60);
   assert.equal(store.walThread.running, true);
-  assert.equal(autocheckpoint(store), 0, "SQLite's own checkpoints are off while the thread does them");
-  // Nothing on this connection checkpoints now, so the database file grows only by the thread's copies.
+  assert.equal(autocheckpoint(store), LIMIT_FRAMES, "SQLite's own checkpoints wait for a WAL the thread cannot keep up with");
+  // Nothing on this connection checkpoints a WAL this short, so the database file grows only by the thread's copies.
   const before = fs.statSync(store.dbPath).size;
   writeRows(store, 200, 460);
   await until('the database file holds the copied pages', () => fs.statSync(store.dbPath).size > before + 400 * 2000);
   assert.equal(store.stmt('SELECT COUNT(*) FROM state_kv').pluck().get(), 660);
+});
+
+test('wal thread: under a writer that never stops, the WAL still starts over (its file stays bounded)', (t) => {
+  const dataDir = tempDir(t);
+  const store = new SqliteStore(dataDir, { walThreadAtBytes: 256 * 1024 });
+  t.after(() => store.close());
+  // ~200 MB of rows, one commit after another, faster than the thread copies them: two and a half
+  // times the length past which the store's connection copies what is left (LIMIT_FRAMES pages).
+  // A WAL that never started over would be at least that long.
+  const value = 'y'.repeat(60_000);
+  const total = 3300;
+  for (let i = 0; i < total; i++) store.tx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run(`k${i}`, value));
+  assert.equal(store.walThread.running, true);
+  const walBytes = fs.statSync(`${store.dbPath}-wal`).size;
+  assert.ok(walBytes < 1.5 * LIMIT_FRAMES * 4096, `the WAL file is ${(walBytes / 1e6).toFixed(0)} MB`);
+  assert.equal(store.stmt('SELECT COUNT(*) FROM state_kv').pluck().get(), total);
 });
 
 test('wal thread: closing the store stops it first; the WAL is folded and removed; every row is there', async (t) => {
@@ -71,7 +87,7 @@ test("wal thread: if it fails, SQLite's own checkpoints come back and no new thr
   const store = new SqliteStore(dataDir, { walThreadAtBytes: 256 * 1024 });
   t.after(() => store.close());
   writeRows(store, 500);
-  assert.equal(autocheckpoint(store), 0);
+  assert.equal(autocheckpoint(store), LIMIT_FRAMES);
   // (The thread's handle is private: a test stands in for a crash of the thread.)
   await (store.walThread as unknown as { worker: Worker }).worker.terminate();
   await until('the store has noticed', () => !store.walThread.running);

@@ -1,42 +1,37 @@
 /**
- * The thread of `WalCheckpointer`: checkpoints a store's WAL from a connection of its own.
+ * The thread of `WalCheckpointer`: copies a store's WAL into the database file from a connection
+ * of its own, and tells the store how far it got.
  *
- * Owns: that connection, and the rhythm of checkpoints: a PASSIVE one every TICK_MS (it copies
- * what it can without ever blocking the writer); when the WAL holds more than CATCH_UP_FRAMES, at
- * a quicker rhythm until nearly everything is copied, and then a RESTART, which waits for the
- * writer's current transaction, copies the few frames left and lets the next commit start the WAL
- * over (a WAL that is never wholly copied while the writer keeps committing would grow for ever).
- * Must never: write rows. A failure other than a busy database ends the thread, and the store
- * then leaves its checkpoints to SQLite again.
+ * Owns: that connection, and a PASSIVE checkpoint every TICK_MS (every CATCH_UP_TICK_MS while the
+ * WAL is long): it copies what it can and never waits for, or blocks, the writer. After each, it
+ * publishes the WAL's length and how much of it is copied (`CheckpointWorkerData.progress`).
+ * Must never: take the write lock (no FULL or RESTART checkpoint: the writer holds that lock almost
+ * all the time, and a checkpoint waiting for it would starve it or be starved); write rows. A
+ * failure other than a busy database ends the thread, and the store then leaves its checkpoints to
+ * SQLite again.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { CheckpointWorkerData } from './wal-checkpointer.js';
+import { CATCH_UP_FRAMES, type CheckpointWorkerData } from './wal-checkpointer.js';
 
 const TICK_MS = 100;
-const CATCH_UP_TICK_MS = 5;
-/** Past this many frames in the WAL (40 MB of 4 KB pages), the WAL is made to start over. */
-const CATCH_UP_FRAMES = 10_000;
-/** A RESTART is made once at most this many frames are left to copy (its wait stays short)… */
-const RESTART_WHEN_LEFT = 256;
-/** …or at once past this many frames, if the writer outpaces the copies (the wait is then longer). */
-const RESTART_ANYWAY_FRAMES = 4 * CATCH_UP_FRAMES;
+const CATCH_UP_TICK_MS = 10;
 
-const { dbPath, closed } = workerData as CheckpointWorkerData;
-// The writer holds its transaction for a few milliseconds at a time: a RESTART waits that long.
-const db = new Database(dbPath, { timeout: 1000 });
+const { dbPath, closed, progress } = workerData as CheckpointWorkerData;
+const db = new Database(dbPath, { timeout: 0 });
 let timer: NodeJS.Timeout | null = null;
 
 function tick(): void {
   let next = TICK_MS;
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
-    if (r.log > CATCH_UP_FRAMES) {
-      if (r.log - r.checkpointed <= RESTART_WHEN_LEFT || r.log > RESTART_ANYWAY_FRAMES) db.pragma('wal_checkpoint(RESTART)');
-      else next = CATCH_UP_TICK_MS;
+    if (r.log >= 0 && r.checkpointed >= 0) {
+      Atomics.store(progress, 1, r.checkpointed);
+      Atomics.store(progress, 0, r.log);
     }
+    if (r.log > CATCH_UP_FRAMES) next = CATCH_UP_TICK_MS;
   } catch (e) {
-    // Another process's checkpoint or a long transaction: try again at the next tick.
+    // Another process's checkpoint: try again at the next tick.
     if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e;
   }
   timer = setTimeout(tick, next);
