@@ -38,13 +38,21 @@ import { processAlive, processStartTime } from '../processes.js';
 /** `map(fd, bytes)`: an ArrayBuffer over the first `bytes` of the file, shared (native/redo_map.c). */
 type Mapper = { map(fd: number, bytes: number): ArrayBuffer };
 
-/** The addon, built by `npm install` (node-gyp); null where it could not be built. */
+/**
+ * The addon, built by `npm install` (node-gyp) into `build/` at the package root: four levels up
+ * from the compiled module (dist/src/ccos/store), three from its source. Null where it could not
+ * be built.
+ */
 const mapper: Mapper | null = (() => {
-  try {
-    return createRequire(import.meta.url)('../../../../build/Release/redo_map.node') as Mapper;
-  } catch {
-    return null;
+  const load = createRequire(import.meta.url);
+  for (const up of ['../../../../', '../../../']) {
+    try {
+      return load(`${up}build/Release/redo_map.node`) as Mapper;
+    } catch {
+      // (not there: try the next place)
+    }
   }
+  return null;
 })();
 
 /** Whether appends without `sync` are stores into a mapping (else `write`s). */
