@@ -68,6 +68,30 @@ const TRAILER_BYTES = 14;
 const header = (seq: number, bytes: number): string => `~${String(seq).padStart(12, '0')} ${String(bytes).padStart(10, '0')}\n`;
 const trailer = (seq: number): string => `~${String(seq).padStart(12, '0')}\n`;
 
+/** `header(seq, bytes)` written into `buf` at `at` (byte by byte: no string to make per batch). */
+function putHeader(buf: Buffer, at: number, seq: number, bytes: number): void {
+  buf[at] = 0x7e;
+  putDigits(buf, at + 1, seq, 12);
+  buf[at + 13] = 0x20;
+  putDigits(buf, at + 14, bytes, 10);
+  buf[at + 24] = 0x0a;
+}
+
+/** `trailer(seq)` written into `buf` at `at`. */
+function putTrailer(buf: Buffer, at: number, seq: number): void {
+  buf[at] = 0x7e;
+  putDigits(buf, at + 1, seq, 12);
+  buf[at + 13] = 0x0a;
+}
+
+/** `n` as `width` decimal digits, zero-padded. */
+function putDigits(buf: Buffer, at: number, n: number, width: number): void {
+  for (let i = at + width - 1; i >= at; i--) {
+    buf[i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+}
+
 /** One batch as the log frames it (see the header); tests write logs with it. */
 export function redoBatch(seq: number, lines: string): string {
   return header(seq, Buffer.byteLength(lines)) + lines + trailer(seq);
@@ -157,8 +181,8 @@ export class RedoLog {
       this.mapped = map = this.map(size); // the old mapping is unmapped once it is collected
       map.write(text, at, 'utf8');
     }
-    map.write(header(seq, bytes), this.size, 'latin1');
-    map.write(trailer(seq), at + bytes, 'latin1');
+    putHeader(map, this.size, seq, bytes);
+    putTrailer(map, at + bytes, seq);
     this.size = at + bytes + TRAILER_BYTES;
   }
 
@@ -172,8 +196,9 @@ export class RedoLog {
       if (need > this.buf.length) this.buf = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(need)));
       this.buf.write(text, HEADER_BYTES, 'utf8');
     }
-    this.buf.write(header(seq, bytes), 0, 'latin1');
-    const end = this.buf.write(trailer(seq), HEADER_BYTES + bytes, 'latin1') + HEADER_BYTES + bytes;
+    putHeader(this.buf, 0, seq, bytes);
+    putTrailer(this.buf, HEADER_BYTES + bytes, seq);
+    const end = HEADER_BYTES + bytes + TRAILER_BYTES;
     for (let done = 0; done < end; ) done += fs.writeSync(this.fd!, this.buf, done, end - done, this.size + done);
     this.size += end;
   }
