@@ -2,9 +2,10 @@
  * Folds the store's write-ahead log back into the database file on a thread of its own.
  *
  * Owns: one worker thread (wal-checkpoint-worker.ts) with its own connection to the database,
- * started once the WAL has grown, and stopped (synchronously) before the store closes; turning
- * SQLite's own checkpoints off on the store's connection while the thread does them, and back on
- * if the thread fails; and the short checkpoint that lets the WAL start over (see `committed`).
+ * started once the WAL has grown, and stopped (synchronously) before the store closes; holding
+ * SQLite's own checkpoints on the store's connection back (to LIMIT_FRAMES) while the thread does
+ * them, and bringing them back if the thread fails; and the short checkpoint that lets the WAL
+ * start over (see `committed`).
  * Must never: write rows; keep the process alive; let the store close before its thread has
  * closed its connection (the last connection to close is the one that folds and removes the WAL).
  *
