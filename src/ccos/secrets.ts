@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { IMap, List, RtfsError, type RMap, type Value } from '../rtfs/index.js';
 import type { Capability } from './capabilities/registry.js';
-import type { Provider, ProviderResult } from './capabilities/types.js';
+import type { CallContext, Provider, ProviderResult } from './capabilities/types.js';
 import { RESULT_MARK } from './capabilities/types.js';
 import type { ActionType } from './chain.js';
 import { ACTION_TYPES } from './chain.js';
@@ -184,11 +184,16 @@ export function redactingProvider(provider: Provider, readValues: () => string[]
   return {
     invoke(args, ctx) {
       const read: string[] = [];
-      const inner = { ...ctx, secret: (name: string) => {
-        const v = ctx.secret(name);
-        read.push(v);
-        return v;
-      } };
+      // The context with its `secret` wrapped (not spread: its `signal` and `call` live on its prototype).
+      const inner: CallContext = Object.create(ctx, {
+        secret: {
+          value: (name: string) => {
+            const v = ctx.secret(name);
+            read.push(v);
+            return v;
+          },
+        },
+      });
       const all = (): string[] => [...new Set([...read, ...readValues()])];
       const clean = (res: ProviderResult): ProviderResult => {
         const vals = all();
