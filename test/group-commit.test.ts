@@ -422,6 +422,8 @@ test('store: a data dir of schema 3 (checkpoints keyed by id alone, run ids gene
 });
 
 test('journalKey: text order is the numeric order of request ids, and distinct ids keep distinct keys', () => {
+  // The keys are stored: their form (a letter giving each run of digits its length) must not change.
+  assert.deepEqual(['r9.f0', 'r10.f0', 'r123.f45/ccos.echo/1', 'x', '', '0'].map(journalKey), ['ra9.fa0', 'rb10.fa0', 'rc123.fb45/ccos.echo/a1', 'x', '', 'a0']);
   const id = fc.tuple(fc.nat({ max: 10 ** 9 }), fc.nat({ max: 999 }), fc.option(fc.constantFrom('/ccos.echo/1', '/x2/10', ''), { nil: '' }));
   fc.assert(
     fc.property(id, id, ([r1, f1, s1], [r2, f2, s2]) => {
