@@ -280,6 +280,54 @@ for (const sync of [false, true]) {
   });
 }
 
+const REDO_URL = new URL('../src/ccos/store/redo-log.js', import.meta.url).href;
+
+/**
+ * Child: appends batches to a redo log without end (each batch: two lines of ~3 KB with multi-byte
+ * characters, numbered), starting the log over every 40 batches; prints the log's path first.
+ */
+const APPENDER = `
+import { RedoLog, redoLine } from ${JSON.stringify(REDO_URL)};
+const log = new RedoLog(process.argv[2]);
+process.stdout.write(log.file + '\\n');
+const payload = (n) => JSON.stringify({ n, text: ('é-' + n + '-').repeat(400) });
+for (let n = 1; ; n++) {
+  log.append(redoLine(n, 'sql', payload(n)) + redoLine(n, 'seal', payload(n)), false);
+  if (n % 40 === 0) log.empty();
+}
+`;
+
+test('redo: a log killed (kill -9) while batches are being stored reads back as whole batches, in order, and nothing else', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'appender.mjs'), APPENDER);
+  for (let round = 0; round < 6; round++) {
+    const child = spawn(process.execPath, [path.join(dir, 'appender.mjs'), path.join(dir, `logs-${round}`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    const started = new Promise<void>((resolve) => child.stdout.on('data', () => resolve()));
+    await Promise.race([started, exited]);
+    await new Promise((r) => setTimeout(r, 30 + round * 17)); // killed at a different point each round
+    child.kill('SIGKILL');
+    await exited;
+    const file = out.split('\n')[0];
+    assert.ok(file.endsWith('.redo'), `the child printed its log; stderr: ${err}`);
+    const records = readLog(file);
+    assert.ok(records.length > 0 && records.length % 2 === 0, `whole batches only (${records.length} records)`);
+    const first = records[0].group;
+    records.forEach((r, i) => {
+      const n = first + Math.floor(i / 2);
+      assert.equal(r.group, n, `record ${i}: batches in order, none missing`);
+      assert.equal(r.kind, i % 2 === 0 ? 'sql' : 'seal');
+      assert.equal(r.json, JSON.stringify({ n, text: ('é-' + n + '-').repeat(400) }), `record ${i}: intact`);
+    });
+    assert.equal((first - 1) % 40, 0, 'the log reads from where it last started over');
+  }
+});
+
 test('redo: reading stops at a batch a crash cut off (its trailer missing or not its own) and at one out of sequence', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ccos-redo-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
