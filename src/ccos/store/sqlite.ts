@@ -211,6 +211,8 @@ export class SqliteStore {
   private capturedChanges = 0;
   private changesAtBegin = 0;
   private readonly replayers = new Map<string, Replayer>();
+  private totalChangesStmt: Database.Statement | undefined;
+  private lastChangesStmt: Database.Statement | undefined;
   /** Provisional writes of the open group not settled yet: made just before it commits. */
   private provisionals: Provisional[] = [];
   /** The redo directory as `recoverRedo` last saw it: its mtime, when, and whether other processes had logs. */
@@ -332,7 +334,7 @@ export class SqliteStore {
     // `INSERT ... RETURNING` is read with `get`.
     s.get = (...params: unknown[]) => {
       const row = get(...params);
-      this.captureRecord({ k: 'sql', d: [sql, params], sqlJson }, this.stmt('SELECT changes()').pluck().get() as number);
+      this.captureRecord({ k: 'sql', d: [sql, params], sqlJson }, this.lastChanges.get() as number);
       return row;
     };
   }
@@ -399,8 +401,14 @@ export class SqliteStore {
     return out;
   }
 
+  /** `SELECT total_changes()`, plucked once (a body reads it, and `pluck` is a call into SQLite's binding). */
   private get totalChanges(): Database.Statement {
-    return this.stmt('SELECT total_changes()').pluck();
+    return (this.totalChangesStmt ??= this.db.prepare('SELECT total_changes()').pluck());
+  }
+
+  /** `SELECT changes()`, likewise. */
+  private get lastChanges(): Database.Statement {
+    return (this.lastChangesStmt ??= this.db.prepare('SELECT changes()').pluck());
   }
 
   /**
