@@ -65,10 +65,7 @@ const HEADER_BYTES = 25;
 /** `~<seq>\n`. */
 const TRAILER_BYTES = 14;
 
-const header = (seq: number, bytes: number): string => `~${String(seq).padStart(12, '0')} ${String(bytes).padStart(10, '0')}\n`;
-const trailer = (seq: number): string => `~${String(seq).padStart(12, '0')}\n`;
-
-/** `header(seq, bytes)` written into `buf` at `at` (byte by byte: no string to make per batch). */
+/** A batch's header, `~<seq> <bytes>\n`, written into `buf` at `at` (byte by byte: no string per batch). */
 function putHeader(buf: Buffer, at: number, seq: number, bytes: number): void {
   buf[at] = 0x7e;
   putDigits(buf, at + 1, seq, 12);
@@ -77,7 +74,7 @@ function putHeader(buf: Buffer, at: number, seq: number, bytes: number): void {
   buf[at + 24] = 0x0a;
 }
 
-/** `trailer(seq)` written into `buf` at `at`. */
+/** A batch's trailer, `~<seq>\n`, written into `buf` at `at`. */
 function putTrailer(buf: Buffer, at: number, seq: number): void {
   buf[at] = 0x7e;
   putDigits(buf, at + 1, seq, 12);
@@ -94,7 +91,17 @@ function putDigits(buf: Buffer, at: number, n: number, width: number): void {
 
 /** One batch as the log frames it (see the header); tests write logs with it. */
 export function redoBatch(seq: number, lines: string): string {
-  return header(seq, Buffer.byteLength(lines)) + lines + trailer(seq);
+  const bytes = Buffer.byteLength(lines);
+  const buf = Buffer.alloc(HEADER_BYTES + bytes + TRAILER_BYTES);
+  putHeader(buf, 0, seq, bytes);
+  buf.write(lines, HEADER_BYTES, 'utf8');
+  putTrailer(buf, HEADER_BYTES + bytes, seq);
+  return buf.toString('utf8');
+}
+
+/** Whether `data` holds, at `at`, the trailer of the batch whose header is at `headerAt`. */
+function trailerAt(data: Buffer, at: number, headerAt: number): boolean {
+  return at + TRAILER_BYTES <= data.length && data[at] === 0x7e && data[at + 13] === 0x0a && data.compare(data, headerAt + 1, headerAt + 13, at + 1, at + 13) === 0;
 }
 
 /**
@@ -268,7 +275,7 @@ export function readLog(file: string): RedoRecord[] {
     const seq = Number(m[1]);
     const bytes = Number(m[2]);
     const end = at + HEADER_BYTES + bytes;
-    if ((expected !== null && seq !== expected) || data.toString('latin1', end, end + TRAILER_BYTES) !== trailer(seq)) break;
+    if ((expected !== null && seq !== expected) || !trailerAt(data, end, at)) break;
     const lines = readLines(data.toString('utf8', at + HEADER_BYTES, end));
     records.push(...lines.records);
     if (!lines.whole) break;
