@@ -210,7 +210,7 @@ export class Gate {
     const controller = new AbortController();
     let pending: ProviderResult | Promise<ProviderResult>;
     try {
-      pending = cap.provider.invoke(req.args, this.context(call, cap.manifest, controller));
+      pending = cap.provider.invoke(req.args, new ProviderContext(call, cap.manifest, controller, this.store, this.settings));
       // A synchronous provider has already finished; only a pending one needs a time limit.
       if (!(pending instanceof Promise)) return answered(pending);
     } catch (e) {
@@ -243,9 +243,6 @@ export class Gate {
     return limit;
   }
 
-  private context(call: GateCall, manifest: CapabilityManifest, controller: AbortController): CallContext {
-    return new ProviderContext(call, manifest, controller, this.store, this.settings);
-  }
 }
 
 /**

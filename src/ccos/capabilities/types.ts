@@ -68,9 +68,9 @@ export interface CapabilityManifest {
 }
 
 /**
- * What a provider may use while it runs, given with each call. It is not a plain object (`signal`, `call` and `secret`
- * belong to its prototype): to change a member for an inner provider, derive from it with
- * `Object.create(ctx, {...})` rather than spreading it.
+ * What a provider may use while it runs, given with each call. It is not a plain object
+ * (`signal`, `call` and `secret` belong to its prototype): to change a member for an inner
+ * provider, derive from it with `Object.create(ctx, {...})` rather than spreading it.
  */
 export interface CallContext {
   runId: string | null;

@@ -69,14 +69,17 @@ export function journalKey(requestId: string): string {
   // A scan rather than a replace with a callback: every journal row makes one (~0.3 µs less).
   let key = '';
   let from = 0;
+  const digitAt = (i: number): boolean => {
+    const c = requestId.charCodeAt(i); // NaN past the end
+    return c >= 48 && c <= 57;
+  };
   for (let i = 0; i < requestId.length; ) {
-    const c = requestId.charCodeAt(i);
-    if (c < 48 || c > 57) {
+    if (!digitAt(i)) {
       i++;
       continue;
     }
     let end = i + 1;
-    while (end < requestId.length && requestId.charCodeAt(end) >= 48 && requestId.charCodeAt(end) <= 57) end++;
+    while (digitAt(end)) end++;
     key += requestId.slice(from, i) + String.fromCharCode(96 + Math.min(end - i, 26));
     from = i;
     i = end;
