@@ -57,15 +57,17 @@ test('wal thread: under a writer that never stops, the WAL still starts over (it
   const dataDir = tempDir(t);
   const store = new SqliteStore(dataDir, { walThreadAtBytes: 256 * 1024 });
   t.after(() => store.close());
-  // ~200 MB of rows, one commit after another, faster than the thread copies them: two and a half
+  // ~300 MB of rows, one commit after another, faster than the thread copies them: nearly four
   // times the length past which the store's connection copies what is left (LIMIT_FRAMES pages).
-  // A WAL that never started over would be at least that long.
+  // A WAL that never started over would be at least that long. (How far past LIMIT_FRAMES it gets
+  // depends on how long the thread's copy in progress takes, which a loaded machine stretches: the
+  // bound checked is that it started over, well before all was written.)
   const value = 'y'.repeat(60_000);
-  const total = 3300;
+  const total = 5000;
   for (let i = 0; i < total; i++) store.tx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run(`k${i}`, value));
   assert.equal(store.walThread.running, true);
   const walBytes = fs.statSync(`${store.dbPath}-wal`).size;
-  assert.ok(walBytes < 1.5 * LIMIT_FRAMES * 4096, `the WAL file is ${(walBytes / 1e6).toFixed(0)} MB`);
+  assert.ok(walBytes < 2.5 * LIMIT_FRAMES * 4096, `the WAL file is ${(walBytes / 1e6).toFixed(0)} MB`);
   assert.equal(store.stmt('SELECT COUNT(*) FROM state_kv').pluck().get(), total);
 });
 
