@@ -284,15 +284,16 @@ const REDO_URL = new URL('../src/ccos/store/redo-log.js', import.meta.url).href;
 
 /**
  * Child: appends batches to a redo log without end (each batch: two lines of ~3 KB with multi-byte
- * characters, numbered), starting the log over every 40 batches; prints the log's path first.
+ * characters, numbered), starting the log over every 40 batches; prints the log's path once its
+ * first batch is in.
  */
 const APPENDER = `
 import { RedoLog, redoLine } from ${JSON.stringify(REDO_URL)};
 const log = new RedoLog(process.argv[2]);
-process.stdout.write(log.file + '\\n');
 const payload = (n) => JSON.stringify({ n, text: ('é-' + n + '-').repeat(400) });
 for (let n = 1; ; n++) {
   log.append(redoLine(n, 'sql', payload(n)) + redoLine(n, 'seal', payload(n)), false);
+  if (n === 1) process.stdout.write(log.file + '\\n'); // once a batch is in: the log is never empty
   if (n % 40 === 0) log.empty();
 }
 `;
