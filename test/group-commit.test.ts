@@ -224,6 +224,62 @@ test('a call still in flight when its group commits has its "started" mark commi
   assert.deepEqual(rows, requests.map((request_id) => ({ request_id, status: 'answered' })));
 });
 
+/**
+ * Each call request of the run on disk: how many CapabilityCall and CapabilityResult actions it
+ * has, and whether its result follows its call and names it as parent.
+ */
+function callsOnChain(dataDir: string, runId: string): { request: string; calls: number; results: number; resultAfterCall: boolean }[] {
+  return onDisk(dataDir, (db) => {
+    const actions = db.prepare("SELECT seq, id, type, body FROM actions WHERE run_id = ? AND type IN ('CapabilityCall', 'CapabilityResult') ORDER BY seq").all(runId) as { seq: number; id: string; type: string; body: string }[];
+    const requests = db.prepare("SELECT request_id FROM journal WHERE run_id = ? AND kind = 'call' ORDER BY request_key").pluck().all(runId) as string[];
+    return requests.map((request) => {
+      const calls = actions.filter((a) => a.type === 'CapabilityCall' && JSON.parse(a.body).data.request === request);
+      const results = actions.filter((a) => a.type === 'CapabilityResult' && calls.some((c) => JSON.parse(a.body).parent === c.id));
+      return { request, calls: calls.length, results: results.length, resultAfterCall: calls.length === 1 && results.length === 1 && results[0].seq > calls[0].seq };
+    });
+  });
+}
+
+test('a non-idempotent call goes on the chain once, before its result: within its group, found running by a commit, or redone when a failing body makes its group again', async (t) => {
+  const { ccos, dataDir } = node(t, 'normal', 5);
+  const store = ccos.store;
+  let runId = '';
+  ccos.subscribe((a) => {
+    if (a.type === 'PlanStarted') runId = a.runId!;
+  });
+  const callsSeen: string[] = [];
+  ccos.subscribe((a) => {
+    if (a.type === 'CapabilityCall') callsSeen.push(String(a.data.capability));
+  });
+  let onDiskWhileRunning: number | undefined;
+  ccos.registerCapability({ id: 'test.quick', idempotent: false }, (args) => args[0]);
+  ccos.registerCapability({ id: 'test.slow', idempotent: false }, async (args) => {
+    await sleep(30); // several group windows: the group commits while this effect runs
+    onDiskWhileRunning = onDisk(dataDir, (db) => db.prepare("SELECT COUNT(*) FROM actions WHERE run_id = ? AND type = 'CapabilityCall' AND json_extract(body, '$.data.capability') = 'test.slow'").pluck().get(runId) as number);
+    return args[0];
+  });
+  // A write into the open group, then a failure in the same body: the group is rolled back and
+  // its records made again (this call's own record among them) while the call is in flight.
+  ccos.registerCapability({ id: 'test.undo', idempotent: false }, (args) => {
+    assert.throws(() =>
+      store.deferredTx(() => {
+        store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('dropped', '1');
+        throw new Error('boom');
+      }),
+    );
+    return args[0];
+  });
+  const r = await ccos.run('(do (call :test.quick 1) (call :test.slow 2) (call :test.quick 3) (call :test.undo 4) (call :test.quick 5))');
+  assert.equal(r.status, 'completed');
+  assert.equal(onDiskWhileRunning, 1, 'another process sees the slow call on the chain while it runs');
+  assert.deepEqual(callsSeen, ['test.quick', 'test.slow', 'test.quick', 'test.undo', 'test.quick'], 'subscribers hear of each call once');
+  const chain = callsOnChain(dataDir, runId);
+  assert.equal(chain.length, 5);
+  assert.deepEqual(chain.filter((c) => !c.resultAfterCall), [], 'one call action each, and its result after it');
+  assert.equal(onDisk(dataDir, (db) => db.prepare("SELECT COUNT(*) FROM state_kv WHERE key = 'dropped'").pluck().get()), 0);
+  assert.equal(ccos.verifyChain().ok, true);
+});
+
 test('normal durability: far fewer commits than calls, idempotent or not, alone or in a step.parallel; all on disk when run() returns', async (t) => {
   const { ccos, dataDir } = node(t);
   ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => args[0]);
@@ -296,7 +352,7 @@ for (const durability of ['normal', 'strict'] as const) {
 }
 
 test('disk full mid-run: a clear error, the chain verifies, and once there is room the run resumes with every effect exactly once', async (t) => {
-  const { ccos } = node(t);
+  const { ccos, dataDir } = node(t);
   const db = ccos.store.db;
   const effects: number[] = [];
   ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => {
@@ -335,6 +391,8 @@ test('disk full mid-run: a clear error, the chain verifies, and once there is ro
   assert.equal(r.status, 'completed');
   assert.deepEqual([...effects].sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i), 'every effect ran exactly once');
   assert.equal(ccos.verifyChain().ok, true);
+  const calls = callsOnChain(dataDir, run.id).filter((c) => c.calls !== 1);
+  assert.deepEqual(calls, [], 'each call on the chain once, the one in doubt included');
 });
 
 test('store: a data dir of schema 1 is migrated on open (journal rows kept, WITHOUT ROWID; unused index dropped)', (t) => {

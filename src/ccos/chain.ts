@@ -56,6 +56,18 @@ export interface NewAction {
   durationMs?: number;
 }
 
+/**
+ * An action made before its place on the chain is known (a call's, recorded in the redo log
+ * before its effect starts and put on the chain with its result): its id, time and content are
+ * fixed; its sequence number and hash are given when it is appended (see `appendPair`).
+ */
+export interface DraftAction {
+  readonly action: Action;
+  /** Its canonical body, for the sequence number the head had when it was drafted. */
+  readonly body: string;
+  readonly dataText: string;
+}
+
 /** An action as stored. */
 export interface Action {
   seq: number;
@@ -138,7 +150,7 @@ export class CausalChain {
     this.insertSeal = db.prepare('INSERT INTO seals (seq, head_hash, time, key_id, signature) VALUES (?, ?, ?, ?, ?)');
     // In the redo log an action is its body, appended again on replay (at the head of that time:
     // another process may have appended meanwhile), and a seal is redone by sealing that head.
-    store.onReplay('action', (body) => this.appendBody(body));
+    store.onReplay('action', (body) => this.appendRecorded(JSON.parse(body) as Record<string, Json>, body));
     store.onReplay('seal', () => this.seal());
   }
 
@@ -154,13 +166,13 @@ export class CausalChain {
   }
 
   /**
-   * Appends an action recorded before (a redo log's body) at the current head: as it was if the
-   * head is where it was then, else renumbered (its id, time and content unchanged).
+   * Appends an action recorded before (a redo log's body: its fields, and its text if at hand) at
+   * the current head: as it was if the head is where it was then, else renumbered (its id, time
+   * and content unchanged).
    */
-  private appendBody(recorded: string): void {
+  appendRecorded(fields: Record<string, Json>, text?: string): void {
     const { generation, seq, prevHash } = this.nextLink();
-    const fields = JSON.parse(recorded) as Record<string, Json>;
-    const body = fields.seq === seq ? recorded : canonicalJson({ ...fields, seq });
+    const body = text !== undefined && fields.seq === seq ? text : canonicalJson({ ...fields, seq });
     this.put(generation, seq, body, sha256(prevHash + body), typeof fields.run === 'string' ? fields.run : null);
   }
 
@@ -172,18 +184,40 @@ export class CausalChain {
   }
 
   /**
-   * Appends two actions with one insert, the second made from the first (a call and its result,
-   * written in the same breath: one statement instead of two).
+   * Makes an action whose place on the chain comes later (see `DraftAction`), encoded for the
+   * place after the last head this chain knows (no query: a wrong guess costs a re-encoding).
    */
-  appendPair(first: NewAction, second: (first: Action) => NewAction): [Action, Action] {
+  draft(a: NewAction): DraftAction {
+    return this.compose(a, (this.cachedHead?.seq ?? 0) + 1);
+  }
+
+  /**
+   * Appends two actions with one insert, the second made from the first (a call and its result,
+   * written in the same breath: one statement instead of two). The first may be a draft:
+   * `firstRedone` then says that a record of the open group already redoes it after a crash (so
+   * it is not captured again).
+   */
+  appendPair(first: NewAction | DraftAction, second: (first: Action) => NewAction, firstRedone = false): [Action, Action] {
     const { generation, seq, prevHash } = this.nextLink();
-    const a = this.build(first, seq, prevHash);
+    const a = this.place('body' in first ? first : this.compose(first, seq), seq, prevHash);
     const b = this.build(second(a.action), seq + 1, a.action.hash);
     this.insertPair.run(seq, a.body, a.action.hash, a.action.runId || null, seq + 1, b.body, b.action.hash, b.action.runId || null);
-    this.store.capture('action', a.body, 1);
+    if (firstRedone) this.store.captureCovered(1);
+    else this.store.capture('action', a.body, 1);
     this.store.capture('action', b.body, 1);
     this.linked(generation, b.action, 2);
     return [a.action, b.action];
+  }
+
+  /** Appends a draft alone (its call is still in flight at a commit, or it paused). */
+  appendDraft(d: DraftAction, redone: boolean): Action {
+    const { generation, seq, prevHash } = this.nextLink();
+    const { action, body } = this.place(d, seq, prevHash);
+    this.insert.run(seq, body, action.hash, action.runId || null);
+    if (redone) this.store.captureCovered(1);
+    else this.store.capture('action', body, 1);
+    this.linked(generation, action, 1);
+    return action;
   }
 
   /** The sequence number and previous hash of the next action. */
@@ -196,6 +230,24 @@ export class CausalChain {
 
   /** An action and its canonical body, hashed onto `prevHash`. */
   private build(a: NewAction, seq: number, prevHash: string): { action: Action; body: string } {
+    return this.place(this.compose(a, seq), seq, prevHash);
+  }
+
+  /** A draft given its place: renumbered if the head moved since it was drafted, then hashed. */
+  private place(d: DraftAction, seq: number, prevHash: string): { action: Action; body: string } {
+    const { action } = d;
+    let body = d.body;
+    if (action.seq !== seq) {
+      action.seq = seq;
+      body = bodyText(action, d.dataText);
+    }
+    action.prevHash = prevHash;
+    action.hash = sha256(prevHash + body);
+    return { action, body };
+  }
+
+  /** An action and its canonical body for sequence number `seq`, not yet hashed. */
+  private compose(a: NewAction, seq: number): DraftAction {
     const { data, text: dataText } = this.externalize(a.data ?? {});
     const action: Action = {
       seq,
@@ -208,14 +260,12 @@ export class CausalChain {
       type: a.type,
       time: isoNow(),
       data,
-      prevHash,
+      prevHash: '',
       hash: '',
     };
     if (a.costUsd !== undefined) action.costUsd = a.costUsd;
     if (a.durationMs !== undefined) action.durationMs = Math.round(a.durationMs * 1000) / 1000;
-    const body = bodyText(action, dataText);
-    action.hash = sha256(prevHash + body);
-    return { action, body };
+    return { action, body: bodyText(action, dataText), dataText };
   }
 
   /** Notes `head` as the chain head (`count` actions were appended); seals when due. */

@@ -12,7 +12,6 @@
  */
 import type { Json } from '../common/canonical.js';
 import { EMPTY_MAP, ErrorValue, IMap, ISet, Labeled, List, RList, RtfsError, kw, unlabel, type HostRequest, type RMap, type Value } from '../rtfs/index.js';
-import type { Action } from './chain.js';
 import { CcosError } from './errors.js';
 import type { ActiveRun } from './orchestrator.js';
 import { PauseRun, RESULT_MARK, type CallContext, type CapabilityManifest, type ProviderResult } from './capabilities/types.js';
@@ -73,12 +72,12 @@ export type GateOutcome<P> = { value: Value } | { error: ErrorValue | RtfsError 
 /** How the gate reports to the orchestrator (which owns the journal and transactions). */
 export interface GateHooks<P> {
   /**
-   * Records the decision (and, if allowed, the call) durably; returns the CapabilityCall action,
-   * or a promise of it when the record becomes durable a moment later (the effect waits for it).
+   * Records the decision (and, if allowed, the call) durably; or returns a promise that resolves
+   * when the record becomes durable a moment later (the effect waits for it).
    */
-  beforeEffect(decision: Decision, stepPath: readonly string[]): Action | undefined | Promise<Action | undefined>;
+  beforeEffect(decision: Decision, stepPath: readonly string[]): void | Promise<void>;
   /** Records the result before the plan sees it (durable per the orchestrator's commit rule). */
-  afterEffect(callAction: Action | undefined, result: { value: Value; costUsd?: number; tokens?: number } | { error: ErrorValue | RtfsError }, durationMs: number): void;
+  afterEffect(result: { value: Value; costUsd?: number; tokens?: number } | { error: ErrorValue | RtfsError }, durationMs: number): void;
   /** A denied call: its error becomes the plan's answer. */
   denied(error: RtfsError): { error: ErrorValue | RtfsError };
   /** The provider needs a person: the run pauses. */
@@ -177,19 +176,19 @@ export class Gate {
       return 'pause' in verdict ? hooks.waiting(verdict.pause) : hooks.denied(verdict.error);
     }
     const allowed = call.allowedBy ?? { rule: 'gate.default', rationale: 'registered, arguments valid, not denied' };
-    const callAction = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: allowed.rule, rationale: allowed.rationale }, req.stepPath);
-    return callAction instanceof Promise ? callAction.then((a) => this.invoke(call, a, hooks)) : this.invoke(call, callAction, hooks);
+    const durable = hooks.beforeEffect({ capability: req.capability, decision: 'allow', rule: allowed.rule, rationale: allowed.rationale }, req.stepPath);
+    return durable instanceof Promise ? durable.then(() => this.invoke(call, hooks)) : this.invoke(call, hooks);
   }
 
   /** Runs the provider (its record is durable: see `beforeEffect`), then records its result. */
-  private invoke<P>(call: GateCall, callAction: Action | undefined, hooks: GateHooks<P>): GateOutcome<P> | Promise<GateOutcome<P>> {
+  private invoke<P>(call: GateCall, hooks: GateHooks<P>): GateOutcome<P> | Promise<GateOutcome<P>> {
     const cap = call.capability!;
     const req = call.request;
     const started = performance.now();
     const failed = (e: unknown): GateOutcome<P> => {
       if (e instanceof PauseRun) return hooks.waiting(e.waiting as Json);
       const error = providerError(e, req);
-      hooks.afterEffect(callAction, { error }, performance.now() - started);
+      hooks.afterEffect({ error }, performance.now() - started);
       return { error };
     };
     const answered = (rawResult: ProviderResult): GateOutcome<P> => {
@@ -201,10 +200,10 @@ export class Gate {
       const problem = this.registry.checkResult(cap.manifest, result.value);
       if (problem) {
         const error = new RtfsError('invalid-output', problem, req.pos, undefined, `the provider of ${req.capability} returned data that does not match its declared output`);
-        hooks.afterEffect(callAction, { error }, performance.now() - started);
+        hooks.afterEffect({ error }, performance.now() - started);
         return { error };
       }
-      hooks.afterEffect(callAction, result, performance.now() - started);
+      hooks.afterEffect(result, performance.now() - started);
       return { value: result.value };
     };
     const controller = new AbortController();

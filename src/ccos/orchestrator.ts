@@ -11,10 +11,11 @@
  * committed (with strict durability: let a machine use an answer before it is on disk).
  *
  * Commits (see SqliteStore's group commit): with normal durability, answers and bookkeeping are
- * written with `deferredTx`; the "started" mark of a non-idempotent call is written with
- * `durableTx`, which puts it and everything before it in the redo log before the effect starts
- * (its journal row is provisional: it reaches SQLite only if the call is still in flight when the
- * group commits, since the answer usually replaces it first); so is a pause; the end commits. A
+ * written with `deferredTx`; a non-idempotent call's CapabilityCall action and "started" mark
+ * are written with `durableTx`, which puts them and everything before them in the redo log before
+ * the effect starts (as one provisional record: they reach SQLite only if the call is still in
+ * flight when the group commits; usually the call goes on the chain with its result, in one
+ * insert, and its answer replaces the mark); so is a pause; the end commits. A
  * crash loses at most what no effect outside the plan has depended on yet: pure work is redone,
  * idempotent calls may run again, and a non-idempotent call whose result was lost is already
  * marked started, so the run pauses for a person as for any call in flight at a crash.
@@ -53,7 +54,7 @@ import {
   type Scope,
   type Value,
 } from '../rtfs/index.js';
-import { blobAddress, isoNow, type Action, type CausalChain, type NewAction } from './chain.js';
+import { blobAddress, isoNow, type Action, type CausalChain, type DraftAction, type NewAction } from './chain.js';
 import { CcosError } from './errors.js';
 import { redact } from './redact.js';
 import { deriveStepProfile } from './providers/sandbox.js';
@@ -192,7 +193,9 @@ function answerLater(answer: () => Answer): Promise<Resolution | Pause> {
   }
 }
 
-/** The redo log's kind for a call's provisional "started" mark (see `startedMark`). */
+/** The redo log's kind for a call about to run: its CapabilityCall action and "started" mark (see `callStarting`). */
+const CALL_RECORD = 'call';
+/** The same mark alone, as logs of earlier versions hold it (their call action is a record of its own). */
 const STARTED_RECORD = 'started';
 /** The redo log's kind for a checkpoint row (see `checkpoint`). */
 const CHECKPOINT_RECORD = 'checkpoint';
@@ -235,6 +238,11 @@ function decodeResolution(text: string, rt: Runtime): Resolution {
 
 function argsHash(capability: string, args: Value[]): string {
   return sha(`${capability}\n${JSON.stringify(args.map((a) => valueToJson(a)))}`);
+}
+
+/** Names a step of a run among the profiled ones. */
+function profileKey(run: ActiveRun, stepPath: readonly string[]): string {
+  return `${run.runId}|${JSON.stringify(stepPath)}`;
 }
 
 /** Readable error for the chain and for results. */
@@ -283,6 +291,8 @@ export class Orchestrator {
   private readonly sourceBlobs = new Map<string, { json: string; address: string }>();
   /** Runs this process paused, with the checkpoint they paused at (their machines are current). */
   private readonly parked = new Map<string, { run: ActiveRun; checkpoint: string }>();
+  /** Calls in flight whose action is drafted, by action id (see `callStarting`). */
+  private readonly drafts = new Map<string, DraftAction>();
   /** Inserts a checkpoint row; captured for the redo log by hand (see `checkpoint`). */
   private readonly insertCheckpoint: Database.Statement;
 
@@ -291,7 +301,16 @@ export class Orchestrator {
     private readonly chain: CausalChain,
     private readonly gate: Gate,
   ) {
-    // A started mark found in a dead process's redo log: the call may have had its effect.
+    // A call's record found in a dead process's redo log: the call may have had its effect.
+    store.onReplay(CALL_RECORD, (json) => {
+      const [argsH, fields] = JSON.parse(json) as [string, Record<string, Json>];
+      // Redone in this process (its group was made again): the draft itself, so subscribers hear of it.
+      const own = this.drafts.get(fields.id as string);
+      if (own) this.recordDraft(own, false);
+      else chain.appendRecorded(fields);
+      const data = fields.data as { request: string; capability: string };
+      this.journalRow(fields.run as string, data.request, 'call', 'started', null, data.capability, argsH);
+    });
     store.onReplay(STARTED_RECORD, (json) => {
       const [runId, requestId, capability, argsH] = JSON.parse(json) as [string, string, string, string];
       this.journalRow(runId, requestId, 'call', 'started', null, capability, argsH);
@@ -317,10 +336,15 @@ export class Orchestrator {
   }
 
   /** Appends two actions with one insert (see `CausalChain.appendPair`) and tells subscribers. */
-  private recordPair(first: NewAction, second: (first: Action) => NewAction): Action {
-    const pair = this.chain.appendPair(first, second);
+  private recordPair(first: NewAction | DraftAction, second: (first: Action) => NewAction, firstRedone = false): void {
+    const pair = this.chain.appendPair(first, second, firstRedone);
     for (const a of pair) for (const l of this.listeners) l(a);
-    return pair[0];
+  }
+
+  /** Appends a drafted action alone (see `CausalChain.appendDraft`) and tells subscribers. */
+  private recordDraft(d: DraftAction, redone: boolean): void {
+    const action = this.chain.appendDraft(d, redone);
+    for (const l of this.listeners) l(action);
   }
 
   private ctxAction(run: ActiveRun, type: NewAction['type'], stepPath: readonly string[], data: Record<string, Json>, extra: Partial<NewAction> = {}): Action {
@@ -606,11 +630,20 @@ export class Orchestrator {
   }
 
   /**
-   * Marks a call as started: in the redo log before its effect, in SQLite only if its answer has
-   * not replaced the mark by the time the group commits (see `store.provisional`).
+   * Records a call as starting: its action (drafted) and "started" mark go to the redo log before
+   * its effect, and to SQLite only if the call is still in flight when the group commits (see
+   * `store.provisional`); else with its result, or before its pause or its own calls (see `call`).
    */
-  private startedMark(run: ActiveRun, req: HostRequest & { kind: 'call' }, argsH: string): Provisional {
-    return this.store.provisional(STARTED_RECORD, JSON.stringify([run.runId, req.id, req.capability, argsH]), () => this.journal(run, req, 'started', null, req.capability, argsH));
+  private callStarting(run: ActiveRun, req: HostRequest & { kind: 'call' }, call: DraftAction, argsH: string, durableNow: boolean): Provisional {
+    // Both in one record, `[args hash, action]`: the hash is hex and the body JSON already.
+    const record = `["${argsH}",${call.body}]`;
+    this.drafts.set(call.action.id, call);
+    const write = (): void => {
+      this.drafts.delete(call.action.id);
+      this.recordDraft(call, false);
+      this.journal(run, req, 'started', null, req.capability, argsH);
+    };
+    return durableNow ? this.store.durableProvisional(CALL_RECORD, record, write) : this.store.provisional(CALL_RECORD, record, write);
   }
 
   /** Evaluates a contract predicate in a pure machine and records the check. */
@@ -723,22 +756,42 @@ export class Orchestrator {
         return answer;
       }
     }
+    /** An allowed idempotent call: its call action is written with its result. */
     let deferred: Decision | undefined;
+    /** An allowed non-idempotent call: its call action, drafted before the effect (see `callStarting`). */
+    let draft: DraftAction | undefined;
     let started: Provisional | undefined;
     // A denial is its own PolicyDecision action; an allowed call carries its decision (rule and
     // rationale) inside the CapabilityCall action, which saves a third of the chain writes.
-    // `markStarted`: journal the call as started (not when its outcome is written in the same breath).
     const callAction = (decision: Decision, stepPath: readonly string[]): NewAction =>
       // (Keys in canonical order: the chain then encodes the data without sorting them.)
       ctxNew(run, 'CapabilityCall', stepPath, clean({ args: redact(printArgs(req.args)), capability: req.capability, decision: { decision: 'allow', rationale: decision.rationale, rule: decision.rule }, request: req.id, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
-    const recordCall = (decision: Decision, stepPath: readonly string[], markStarted = true): Action => {
-      if (decision.decision !== 'allow') return this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
+    const recordDecision = (decision: Decision, stepPath: readonly string[]): void => {
+      if (decision.decision !== 'allow') {
+        this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
+        return;
+      }
       this.recordStepProfile(run, req, stepPath);
-      const c = this.record(callAction(decision, stepPath));
-      if (markStarted) started = this.startedMark(run, req, h);
-      return c;
+      draft = this.chain.draft(callAction(decision, stepPath));
+      started = this.callStarting(run, req, draft, h, false);
+    };
+    let callWritten = false;
+    /**
+     * The drafted call action for its caller to put on the chain, unless it is there already (a
+     * commit during the effect, or a redo of its group, put it there); `redone`: the record that
+     * redoes it after a crash is in the open group (so it is not captured again).
+     */
+    const unwrittenDraft = (): { call: DraftAction; redone: boolean } | null => {
+      if (callWritten) return null;
+      callWritten = true;
+      this.drafts.delete(draft!.action.id);
+      const state = this.store.settle(started!);
+      return state === 'written' ? null : { call: draft!, redone: state === 'pending' };
     };
     const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
+      // The chain shows this call before the calls it makes.
+      const unwritten = draft ? unwrittenDraft() : null;
+      if (unwritten) this.store.deferredTx(() => this.recordDraft(unwritten.call, unwritten.redone));
       const sub = { ...req, id: `${req.id}/${subId}`, capability, args, meta: null };
       const j = run.fresh && !run.waitingIds?.has(req.id) ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_key = ?').get(run.runId, journalKey(sub.id)) as JournalRow | undefined);
       const r = j?.status === 'answered' ? decodeResolution(j.answer!, run.runtime) : j?.status === 'started' ? await this.inFlightAfterCrash(run, sub, j) : await this.call(run, sub);
@@ -760,13 +813,17 @@ export class Orchestrator {
           // With strict durability, calls starting together (a step.parallel) share the fdatasync
           // of their "started" marks, made before any of their effects begins.
           if (together && this.store.strict && decision.decision === 'allow') {
-            const action = this.store.deferredTx(() => recordCall(decision, stepPath), { persistLater: true });
-            return this.persistBarrier().then(() => action);
+            this.store.deferredTx(() => recordDecision(decision, stepPath), { persistLater: true });
+            return this.persistBarrier();
           }
-          // The mark, and every answer before it, go to the redo log before the effect starts.
-          return this.store.durableTx(() => recordCall(decision, stepPath));
+          // The call, and every answer before it, go to the redo log before the effect starts:
+          // in a transaction body if it writes rows too (a denial, a step profile).
+          if (decision.decision === 'allow' && !this.profileDue(run, req, stepPath)) {
+            draft = this.chain.draft(callAction(decision, stepPath));
+            started = this.callStarting(run, req, draft, h, true);
+          } else this.store.durableTx(() => recordDecision(decision, stepPath));
         },
-        afterEffect: (recorded, result, durationMs) => {
+        afterEffect: (result, durationMs) => {
           const write = (): void => {
             const answer: Resolution = 'error' in result ? { error: result.error } : { value: result.value };
             const manifest = this.gate.manifest(req.capability);
@@ -785,8 +842,11 @@ export class Orchestrator {
               // An idempotent call: its call and result go on the chain together, in one insert.
               this.recordStepProfile(run, req, req.stepPath);
               this.recordPair(callAction(deferred, req.stepPath), (c) => resultAction(c.id));
-            } else this.record(resultAction(recorded?.id ?? null));
-            if (started) this.store.settle(started);
+            } else {
+              const unwritten = unwrittenDraft();
+              if (unwritten) this.recordPair(unwritten.call, (c) => resultAction(c.id), unwritten.redone);
+              else this.record(resultAction(draft!.action.id));
+            }
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, isoNow());
           };
@@ -803,7 +863,14 @@ export class Orchestrator {
         waiting: (waiting) => {
           const forApproval = (waiting as { kind?: string }).kind === 'approval';
           this.store.deferredTx(() => {
-            if (deferred) recordCall(deferred, req.stepPath, false); // the call is on the chain before the pause
+            // The call is on the chain before the pause.
+            if (deferred) {
+              this.recordStepProfile(run, req, req.stepPath);
+              this.record(callAction(deferred, req.stepPath));
+            } else if (draft) {
+              const unwritten = unwrittenDraft();
+              if (unwritten) this.recordDraft(unwritten.call, unwritten.redone);
+            }
             this.journal(run, req, forApproval ? 'waiting-approval' : 'waiting', null, req.capability, h);
           });
           return { pause: true, waiting } as Pause;
@@ -836,15 +903,20 @@ export class Orchestrator {
    * security level and isolation from the effects and the intent's constraints (seed 003 §1.e).
    */
   private recordStepProfile(run: ActiveRun, req: HostRequest & { kind: 'call' }, stepPath: readonly string[]): void {
-    const manifest = this.gate.manifest(req.capability);
-    if (!manifest || stepPath.length === 0 || (manifest.effects.length === 0 && manifest.provider.kind !== 'sandbox')) return;
-    const key = `${run.runId}|${JSON.stringify(stepPath)}`;
-    if (this.profiled.has(key)) return;
-    this.profiled.add(key);
+    if (!this.profileDue(run, req, stepPath)) return;
+    const manifest = this.gate.manifest(req.capability)!;
+    this.profiled.add(profileKey(run, stepPath));
     if (this.profiled.size > 10_000) this.profiled.clear();
     const intent = run.intentId ? (this.store.stmt('SELECT constraints FROM intents WHERE id = ?').get(run.intentId) as { constraints: string } | undefined) : undefined;
     const profile = deriveStepProfile(manifest, intent ? JSON.parse(intent.constraints) : {}, { workspaceRoot: this.gate.workspaceRoot });
     this.ctxAction(run, 'StepProfileDerived', stepPath, { capability: manifest.id, security_level: profile.securityLevel, isolation: profile.isolation, network: profile.network, fs_read: profile.fsRead, fs_write: profile.fsWrite, reasons: profile.reasons });
+  }
+
+  /** Whether a call's step still needs its profile recorded (see `recordStepProfile`). */
+  private profileDue(run: ActiveRun, req: HostRequest & { kind: 'call' }, stepPath: readonly string[]): boolean {
+    const manifest = this.gate.manifest(req.capability);
+    if (!manifest || stepPath.length === 0 || (manifest.effects.length === 0 && manifest.provider.kind !== 'sandbox')) return false;
+    return !this.profiled.has(profileKey(run, stepPath));
   }
 
   /** A call journaled as started but never answered: the process died during it. */

@@ -166,6 +166,12 @@ export interface Provisional {
   readonly write: () => void;
   /** Index of its record in the open group's captured writes (a failed body drops it from there). */
   readonly at: number;
+  /**
+   * `pending`: only its record, in the open group, stands for it; `written`: its rows are in
+   * SQLite (the commit made them, or its record was redone); `dropped`: its record was lost with
+   * a group SQLite rolled back before the record reached the redo log.
+   */
+  state: 'pending' | 'written' | 'dropped';
 }
 
 /** Opens (creating if needed) the store of a data directory. */
@@ -362,20 +368,33 @@ export class SqliteStore {
    * wanted when the group commits: a call's "started" mark, which its answer replaces a few
    * microseconds later when the effect is quick. It goes to the redo log with the next `persist`,
    * as a record of `kind` (replayed by `onReplay(kind)` after a crash); the commit makes `write`
-   * unless `settle` came first. Call inside a transaction body.
+   * unless `settle` came first. Call inside a transaction body (or see `durableProvisional`).
    */
   provisional(kind: string, json: string, write: () => void): Provisional {
-    if (this.depth === 0 || !this.db.inTransaction) throw new Error('provisional() outside a transaction body');
-    const p: Provisional = { write, at: this.captured.length };
+    if (!this.db.inTransaction || (this.depth === 0 && !this.groupOpen)) throw new Error('provisional() outside a transaction body');
+    const p: Provisional = { write, at: this.captured.length, state: 'pending' };
     this.captured.push({ k: kind, d: json });
     this.provisionals.push(p);
     return p;
   }
 
-  /** The provisional write is replaced (or no longer wanted): the commit skips it. */
-  settle(p: Provisional): void {
+  /**
+   * The provisional write is replaced (or no longer wanted): the commit skips it. Returns its
+   * state: if still `pending`, the caller's replacement may leave out what its record redoes
+   * (see `captureCovered`); if `dropped`, nothing does.
+   */
+  settle(p: Provisional): Provisional['state'] {
     const i = this.provisionals.indexOf(p);
     if (i >= 0) this.provisionals.splice(i, 1);
+    return p.state;
+  }
+
+  /**
+   * Counts `changes` rows as captured without a record: a write that a provisional record of the
+   * open group (one `settle` found pending) redoes after a crash.
+   */
+  captureCovered(changes: number): void {
+    if (this.db.inTransaction) this.capturedChanges += changes;
   }
 
   /** How captured records of `kind` are replayed (see `capture`). */
@@ -402,6 +421,18 @@ export class SqliteStore {
     const out = this.deferredTx(fn, { persistLater: true });
     this.persist();
     return out;
+  }
+
+  /**
+   * `durableTx(() => provisional(kind, json, write))`, without a transaction body while a group
+   * is open: a record is all it adds, and a body (its checks, its bookkeeping) costs more than
+   * the record. A non-idempotent call makes one before every effect.
+   */
+  durableProvisional(kind: string, json: string, write: () => void): Provisional {
+    if (this.depth > 0 || !this.groupOpen || this.groupFailure || !this.db.inTransaction) return this.durableTx(() => this.provisional(kind, json, write));
+    const p = this.provisional(kind, json, write);
+    this.persist();
+    return p;
   }
 
   /** `SELECT total_changes()`, plucked once (a body reads it, and `pluck` is a call into SQLite's binding). */
@@ -509,9 +540,10 @@ export class SqliteStore {
     this.generation++;
     const logged = this.persisted > 0;
     try {
-      const owed = this.provisionals;
-      this.provisionals = [];
-      for (const p of owed) p.write();
+      for (const p of this.provisionals) {
+        p.write();
+        p.state = 'written';
+      }
       if (logged) this.setMeta(`redo:${this.redo.id}`, String(this.redoGroup));
       this.stmt('COMMIT').run();
       this.commits++;
@@ -520,6 +552,7 @@ export class SqliteStore {
       this.groupLost();
       throw translateSqliteError(e, this.dbPath);
     }
+    this.provisionals = [];
     this.groupOpen = false;
     this.captured = [];
     this.persisted = 0;
@@ -539,6 +572,7 @@ export class SqliteStore {
     this.lostGroups++;
     // What was persisted, provisional writes included, is redone by the next transaction.
     if (this.persisted > 0) this.redoPending = this.captured.slice(0, this.persisted);
+    for (const p of this.provisionals) p.state = p.at < this.persisted ? 'written' : 'dropped';
     this.provisionals = [];
     this.captured = [];
     this.persisted = 0;
@@ -617,6 +651,7 @@ export class SqliteStore {
   private dropCapturedFrom(from: number, capturedChanges: number): void {
     this.captured.length = from;
     this.capturedChanges = capturedChanges;
+    for (const p of this.provisionals) if (p.at >= from) p.state = 'dropped';
     this.provisionals = this.provisionals.filter((p) => p.at < from);
   }
 
@@ -629,20 +664,29 @@ export class SqliteStore {
   private undoBody(capturedBefore: number, changesBefore: number): void {
     if ((this.totalChanges.get() as number) - this.changesAtBegin === changesBefore) return this.dropCapturedFrom(capturedBefore, changesBefore);
     const before = this.captured.slice(0, capturedBefore);
+    const persistedBefore = Math.min(this.persisted, capturedBefore);
+    const owed = this.provisionals;
     this.stmt('ROLLBACK').run();
     try {
       this.stmt('BEGIN IMMEDIATE').run();
       this.captured = [];
       this.capturedChanges = 0;
       this.changesAtBegin = this.totalChanges.get() as number;
-      this.replay(before);
+      // (A record may be replayed as several: what was persisted is counted again after it.)
+      this.replay(before.slice(0, persistedBefore));
+      this.persisted = this.captured.length;
+      this.replay(before.slice(persistedBefore));
       // Provisional writes among them were just made (as in a crash recovery).
       this.provisionals = [];
-      this.persisted = Math.min(this.persisted, this.captured.length);
       this.commit();
+      for (const p of owed) p.state = p.at < capturedBefore ? 'written' : 'dropped';
     } catch {
       if (this.db.inTransaction) this.stmt('ROLLBACK').run();
-      this.captured = before; // the persisted ones are redone by the next transaction (`groupLost`)
+      // The persisted ones are redone by the next transaction (`groupLost`).
+      this.captured = before;
+      this.persisted = persistedBefore;
+      this.provisionals = [];
+      for (const p of owed) p.state = p.at < persistedBefore ? 'written' : 'dropped';
     }
   }
 
