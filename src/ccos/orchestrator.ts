@@ -291,8 +291,6 @@ export class Orchestrator {
   private readonly sourceBlobs = new Map<string, { json: string; address: string }>();
   /** Runs this process paused, with the checkpoint they paused at (their machines are current). */
   private readonly parked = new Map<string, { run: ActiveRun; checkpoint: string }>();
-  /** Calls in flight whose action is drafted, by action id (see `callStarting`). */
-  private readonly drafts = new Map<string, DraftAction>();
   /** Inserts a checkpoint row; captured for the redo log by hand (see `checkpoint`). */
   private readonly insertCheckpoint: Database.Statement;
 
@@ -304,10 +302,7 @@ export class Orchestrator {
     // A call's record found in a dead process's redo log: the call may have had its effect.
     store.onReplay(CALL_RECORD, (json) => {
       const [argsH, fields] = JSON.parse(json) as [string, Record<string, Json>];
-      // Redone in this process (its group was made again): the draft itself, so subscribers hear of it.
-      const own = this.drafts.get(fields.id as string);
-      if (own) this.recordDraft(own, false);
-      else chain.appendRecorded(fields);
+      chain.appendRecorded(fields);
       const data = fields.data as { request: string; capability: string };
       this.journalRow(fields.run as string, data.request, 'call', 'started', null, data.capability, argsH);
     });
@@ -637,9 +632,7 @@ export class Orchestrator {
   private callStarting(run: ActiveRun, req: HostRequest & { kind: 'call' }, call: DraftAction, argsH: string, durableNow: boolean): Provisional {
     // Both in one record, `[args hash, action]`: the hash is hex and the body JSON already.
     const record = `["${argsH}",${call.body}]`;
-    this.drafts.set(call.action.id, call);
     const write = (): void => {
-      this.drafts.delete(call.action.id);
       this.recordDraft(call, false);
       this.journal(run, req, 'started', null, req.capability, argsH);
     };
@@ -784,7 +777,6 @@ export class Orchestrator {
     const unwrittenDraft = (): { call: DraftAction; redone: boolean } | null => {
       if (callWritten) return null;
       callWritten = true;
-      this.drafts.delete(draft!.action.id);
       const state = this.store.settle(started!);
       return state === 'written' ? null : { call: draft!, redone: state === 'pending' };
     };

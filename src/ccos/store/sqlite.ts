@@ -156,7 +156,7 @@ const WRITE_SQL = /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i;
  * per statement rather than at every persist), or a kind a higher module replays (`onReplay`)
  * with its data as JSON text.
  */
-type Captured = { k: 'sql'; d: [string, unknown[]]; sqlJson: string } | { k: string; d: string };
+type Captured = { k: 'sql'; d: [string, unknown[]]; sqlJson: string } | { k: string; d: string; p?: Provisional };
 
 /** Replays one captured record of a kind from its JSON text (inside the replaying transaction). */
 export type Replayer = (json: string) => void;
@@ -172,6 +172,8 @@ export interface Provisional {
    * a group SQLite rolled back before the record reached the redo log.
    */
   state: 'pending' | 'written' | 'dropped';
+  /** Its caller took it over (see `settle`): neither a commit nor a redo in this process makes its write. */
+  settled: boolean;
 }
 
 /** Opens (creating if needed) the store of a data directory. */
@@ -372,8 +374,8 @@ export class SqliteStore {
    */
   provisional(kind: string, json: string, write: () => void): Provisional {
     if (!this.db.inTransaction || (this.depth === 0 && !this.groupOpen)) throw new Error('provisional() outside a transaction body');
-    const p: Provisional = { write, at: this.captured.length, state: 'pending' };
-    this.captured.push({ k: kind, d: json });
+    const p: Provisional = { write, at: this.captured.length, state: 'pending', settled: false };
+    this.captured.push({ k: kind, d: json, p });
     this.provisionals.push(p);
     return p;
   }
@@ -384,8 +386,7 @@ export class SqliteStore {
    * (see `captureCovered`); if `dropped`, nothing does.
    */
   settle(p: Provisional): Provisional['state'] {
-    const i = this.provisionals.indexOf(p);
-    if (i >= 0) this.provisionals.splice(i, 1);
+    p.settled = true;
     return p.state;
   }
 
@@ -493,6 +494,13 @@ export class SqliteStore {
         this.stmt(sql).run(...params);
         continue;
       }
+      // A provisional record of this process that nothing settled: its write is its redo (so
+      // whatever it tells, it tells once).
+      const own = (r as { p?: Provisional }).p;
+      if (own && !own.settled) {
+        own.write();
+        continue;
+      }
       const replayer = this.replayers.get(r.k);
       if (!replayer) throw new CcosError('data-dir', `a redo log holds a record of unknown kind "${r.k}"`, { hint: 'it was written by a newer CCOS: upgrade ccos' });
       replayer(r.d as string);
@@ -541,6 +549,7 @@ export class SqliteStore {
     const logged = this.persisted > 0;
     try {
       for (const p of this.provisionals) {
+        if (p.settled) continue;
         p.write();
         p.state = 'written';
       }
