@@ -10,7 +10,9 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CcosError, openCcos, type Ccos } from '../src/ccos/index.js';
 import { processAlive, processStartTime } from '../src/ccos/processes.js';
-import { readLog, redoBatch, redoLine, redoMapped, RedoLog } from '../src/ccos/store/redo-log.js';
+import { readLog, redoBatch, redoDir, redoLine, redoMapped, RedoLog } from '../src/ccos/store/redo-log.js';
+import { journalKey } from '../src/ccos/store/sqlite.js';
+import { canonicalJson } from '../src/common/canonical.js';
 import { afterCrash } from './support.js';
 
 const LIB_URL = new URL('../src/ccos/index.js', import.meta.url).href;
@@ -202,6 +204,36 @@ test('redo: actions are appended again at the head when another process appended
     assert.deepEqual(registered(ccos.chain.list()), ['x-meanwhile', 'x-lost-1', 'x-lost-2']);
     const report = ccos.verifyChain();
     assert.equal(report.ok, true, JSON.stringify(report.problems));
+  } finally {
+    ccos.close();
+  }
+});
+
+test('redo: a log of the previous version (a call as an action and a "started" mark, journal rows as SQL) is redone', (t) => {
+  const { dataDir } = setup(t);
+  openCcos({ dataDir }).close();
+  const runId = 'run-legacy';
+  const call = canonicalJson({ data: { args: '[2]', capability: 'legacy.cap', decision: { decision: 'allow', rationale: 'r', rule: 'gate.default' }, request: 'r2.f0' }, id: 'act-legacy-call', run: runId, seq: 1, step: [], time: '2026-01-01T00:00:00.000Z', type: 'CapabilityCall' });
+  const upsert = 'INSERT INTO journal (run_id, request_key, request_id, kind, capability, args_hash, status, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id, request_key) DO UPDATE SET status = excluded.status, answer = excluded.answer';
+  const lines =
+    redoLine(1, 'sql', JSON.stringify([upsert, [runId, journalKey('r1.f0'), 'r1.f0', 'call', 'legacy.cap', 'hash-1', 'answered', '{"value":1}']])) +
+    redoLine(1, 'action', call) +
+    redoLine(1, 'started', JSON.stringify([runId, 'r2.f0', 'legacy.cap', 'hash-2']));
+  // Written as that version wrote it, by a process that is gone (no live process has id 0).
+  const log = new RedoLog(redoDir(dataDir));
+  log.append(lines, false);
+  fs.copyFileSync(log.file, path.join(redoDir(dataDir), '0-1-1e9ac7.redo'));
+  log.close();
+  const ccos = openCcos({ dataDir });
+  try {
+    const journal = ccos.store.db.prepare('SELECT request_id, args_hash, status, answer FROM journal WHERE run_id = ? ORDER BY request_key').all(runId);
+    assert.deepEqual(journal, [
+      { request_id: 'r1.f0', args_hash: 'hash-1', status: 'answered', answer: '{"value":1}' },
+      { request_id: 'r2.f0', args_hash: 'hash-2', status: 'started', answer: null },
+    ]);
+    assert.deepEqual(ccos.chain.list({ runId }).map((a) => [a.id, a.type]), [['act-legacy-call', 'CapabilityCall']]);
+    assert.equal(ccos.verifyChain().ok, true);
+    assert.deepEqual(fs.readdirSync(redoDir(dataDir)), [], 'the log is removed once redone');
   } finally {
     ccos.close();
   }

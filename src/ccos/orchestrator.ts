@@ -200,6 +200,10 @@ const STARTED_RECORD = 'started';
 /** The redo log's kind for a checkpoint row (see `checkpoint`). */
 const CHECKPOINT_RECORD = 'checkpoint';
 const INSERT_CHECKPOINT = 'INSERT OR IGNORE INTO checkpoints (id, run_id, created, reason, state) VALUES (?, ?, ?, ?, ?)';
+/** The redo log's kind for a journal row (see `journalRow`). */
+const JOURNAL_RECORD = 'journal';
+const UPSERT_JOURNAL = `INSERT INTO journal (run_id, request_key, request_id, kind, capability, args_hash, status, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT(run_id, request_key) DO UPDATE SET status = excluded.status, answer = excluded.answer`;
 
 /** Wall-clock limit of one contract predicate (besides its fuel). */
 const CONTRACT_TIME_LIMIT_MS = 1000;
@@ -293,6 +297,8 @@ export class Orchestrator {
   private readonly parked = new Map<string, { run: ActiveRun; checkpoint: string }>();
   /** Inserts a checkpoint row; captured for the redo log by hand (see `checkpoint`). */
   private readonly insertCheckpoint: Database.Statement;
+  /** Writes a journal row; captured for the redo log by hand (see `journalRow`). */
+  private readonly upsertJournal: Database.Statement;
 
   constructor(
     private readonly store: SqliteStore,
@@ -309,6 +315,11 @@ export class Orchestrator {
     store.onReplay(STARTED_RECORD, (json) => {
       const [runId, requestId, capability, argsH] = JSON.parse(json) as [string, string, string, string];
       this.journalRow(runId, requestId, 'call', 'started', null, capability, argsH);
+    });
+    this.upsertJournal = store.db.prepare(UPSERT_JOURNAL);
+    store.onReplay(JOURNAL_RECORD, (json) => {
+      const [runId, requestId, kind, capability, argsH, status, answer] = JSON.parse(json) as [string, string, string, string | null, string | null, JournalRow['status'], Json];
+      this.journalRow(runId, requestId, kind, status, answer === null ? null : JSON.stringify(answer), capability, argsH);
     });
     this.insertCheckpoint = store.db.prepare(INSERT_CHECKPOINT);
     store.onReplay(CHECKPOINT_RECORD, (json) => {
@@ -616,12 +627,11 @@ export class Orchestrator {
   }
 
   private journalRow(runId: string, requestId: string, kind: string, status: JournalRow['status'], answer: string | null, capability: string | null, argsH: string | null): void {
-    this.store
-      .stmt(
-        `INSERT INTO journal (run_id, request_key, request_id, kind, capability, args_hash, status, answer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT(run_id, request_key) DO UPDATE SET status = excluded.status, answer = excluded.answer`,
-      )
-      .run(runId, journalKey(requestId), requestId, kind, capability, argsH, status, answer);
+    const { changes } = this.upsertJournal.run(runId, journalKey(requestId), requestId, kind, capability, argsH, status, answer);
+    // In the redo log: the answer as the JSON it is (not escaped into a string, and no SQL text);
+    // the kind, status and hash need no escaping (a fixed word, hex).
+    const J = JSON.stringify;
+    this.store.capture(JOURNAL_RECORD, `[${J(runId)},${J(requestId)},"${kind}",${capability === null ? 'null' : J(capability)},${argsH === null ? 'null' : `"${argsH}"`},"${status}",${answer ?? 'null'}]`, changes);
   }
 
   /**
