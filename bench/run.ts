@@ -22,7 +22,6 @@ import {
   type HostRequest,
   type Machine,
   type Outcome,
-  type Runtime,
   type Value,
 } from '../src/rtfs/index.js';
 import { bench, benchInterleaved, median, type Stats } from './timing.js';

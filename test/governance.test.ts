@@ -13,8 +13,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { CcosError, approverSigner, openCcos, valueToPlainJson, withCost, type Action, type ApprovalRequest, type Ccos, type RunResult } from '../src/ccos/index.js';
-import { labelsOf } from '../src/ccos/governance/index.js';
-import { type Value } from '../src/rtfs/index.js';
+import { collectLabels, type Value } from '../src/rtfs/index.js';
 import { failsWith } from './support.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -885,9 +884,9 @@ function labelled(t: T): { ccos: Ccos; seen: string[][]; sink: { n: number } } {
   ccos.registerCapability({ id: 'pii.get', outputLabels: ['pii'] }, () => 'alice@example.com');
   ccos.registerCapability({ id: 'conf.get', outputLabels: ['confidential'] }, () => 42);
   ccos.registerCapability({ id: 'probe' }, (args) => {
-    const s = new Set<string>();
-    for (const a of args) labelsOf(a, s);
-    seen.push([...s].sort());
+    let s: Set<string> | null = null;
+    for (const a of args) s = collectLabels(a, s);
+    seen.push([...(s ?? [])].sort());
     return null;
   });
   ccos.registerCapability({ id: 'pii.redact', declassifies: ['pii'] }, (args) => String(valueToPlainJson(args[0] as Value)).replace(/[^@.]/g, '*'));

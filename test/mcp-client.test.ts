@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
-import { CcosError, approverSigner, openCcos, valueToPlainJson, type Action, type Ccos, type RunResult } from '../src/ccos/index.js';
+import { approverSigner, openCcos, valueToPlainJson, type Action, type Ccos, type RunResult } from '../src/ccos/index.js';
 import { installMcp, jsonSchemaProblem, mcpResultJson, toolDefinitionHash, validateToolDefinition, type McpHub, type McpTransportSpec } from '../src/ccos/providers/mcp.js';
 import { mcpCommands, parseAddMcpArgs } from '../src/cli/ccos-mcp-commands.js';
 import { failsWith as rejects } from './support.js';

@@ -11,7 +11,7 @@
  * The governance kernel plugs its own interceptors in with `Gate.use` (before the effect).
  */
 import type { Json } from '../common/canonical.js';
-import { EMPTY_MAP, ErrorValue, IMap, ISet, Labeled, List, RList, RtfsError, kw, unlabel, type HostRequest, type RMap, type Value } from '../rtfs/index.js';
+import { EMPTY_MAP, ErrorValue, Labeled, RtfsError, collectLabels, kw, unlabel, type HostRequest, type Value } from '../rtfs/index.js';
 import { CcosError } from './errors.js';
 import type { ActiveRun } from './orchestrator.js';
 import { PauseRun, RESULT_MARK, type CallContext, type CapabilityManifest, type ProviderResult } from './capabilities/types.js';
@@ -196,7 +196,7 @@ export class Gate {
       // Data labels: a result carries its inputs' labels and its declared ones, less what the
       // capability declassifies.
       const labels = resultLabels(cap.manifest, req.args);
-      if (labels.size > 0) result.value = new Labeled(unlabel(result.value), labels);
+      if (labels) result.value = new Labeled(unlabel(result.value), labels);
       const problem = this.registry.checkResult(cap.manifest, result.value);
       if (problem) {
         const error = new RtfsError('invalid-output', problem, req.pos, undefined, `the provider of ${req.capability} returned data that does not match its declared output`);
@@ -294,20 +294,12 @@ class ProviderContext implements CallContext {
 
 const KW_TIMEOUT = kw('timeout-ms');
 
-function resultLabels(m: CapabilityManifest, args: Value[]): Set<string> {
-  const labels = new Set<string>(m.outputLabels ?? []);
-  for (const a of args) collectLabels(a, labels);
-  for (const d of m.declassifies ?? []) labels.delete(d);
-  return labels;
-}
-
-function collectLabels(v: Value, out: Set<string>): void {
-  if (v instanceof Labeled) {
-    for (const l of v.labels) out.add(l);
-    return collectLabels(v.value, out);
-  }
-  if (List.isList(v) || ISet.isSet(v) || v instanceof RList) for (const x of v as Iterable<Value>) collectLabels(x, out);
-  else if (IMap.isMap(v)) (v as RMap).forEach((x) => collectLabels(x, out));
+/** The labels a result carries (null: none): its inputs' and its declared ones, less what the capability declassifies. */
+function resultLabels(m: CapabilityManifest, args: Value[]): Set<string> | null {
+  let labels: Set<string> | null = m.outputLabels?.length ? new Set(m.outputLabels) : null;
+  for (const a of args) labels = collectLabels(a, labels);
+  if (labels) for (const d of m.declassifies ?? []) labels.delete(d);
+  return labels?.size ? labels : null;
 }
 
 function isMarked(x: unknown): x is { value: Value; costUsd?: number; tokens?: number } {

@@ -149,8 +149,6 @@ const REFINEMENTS: ReadonlySet<string> = new Set<RefinementName>([
   'is-url', 'is-email',
 ]);
 
-const ANY: TypeExpr = { kind: 'prim', name: 'any' };
-
 function syntax(message: string): never {
   throw new RtfsError('type-syntax', message);
 }

@@ -279,6 +279,22 @@ export function unlabel(v: Value): Value {
   return v instanceof Labeled ? v.value : v;
 }
 
+/**
+ * Adds the labels `v` carries — its own and those inside it (elements, map keys and values) — to
+ * `into`, made when the first label is found; returns it, or null if there were none. Most values
+ * carry none, so most calls make no set.
+ */
+export function collectLabels(v: Value, into: Set<string> | null): Set<string> | null {
+  if (v instanceof Labeled) {
+    into ??= new Set();
+    for (const l of v.labels) into.add(l);
+    return collectLabels(v.value, into);
+  }
+  if (List.isList(v) || ISet.isSet(v) || v instanceof RList) for (const x of v as Iterable<Value>) into = collectLabels(x, into);
+  else if (IMap.isMap(v)) (v as RMap).forEach((x, k) => void (into = collectLabels(x, collectLabels(k as Value, into))));
+  return into;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Predicates
 

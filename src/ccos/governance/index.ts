@@ -10,12 +10,12 @@
  */
 import fs from 'node:fs';
 import type { Json } from '../../common/canonical.js';
-import { IMap, ISet, Keyword, Labeled, List, RList, RtfsError, kw, prStr, type RMap, type Value } from '../../rtfs/index.js';
+import { IMap, Keyword, List, RtfsError, collectLabels, kw, prStr, type RMap, type Value } from '../../rtfs/index.js';
 import { CcosError } from '../errors.js';
 import type { GateCall, GateVerdict, Interceptor } from '../gate.js';
 import type { Orchestrator } from '../orchestrator.js';
 import type { SqliteStore } from '../store/sqlite.js';
-import { Approvals, approverSigner, type ApprovalRequest } from './approvals.js';
+import { Approvals, type ApprovalRequest } from './approvals.js';
 import { redact } from '../redact.js';
 import { decide, parseConstitution, type ApprovalRequirement, type Constitution, type Rule } from './constitution.js';
 
@@ -29,16 +29,8 @@ CREATE TABLE IF NOT EXISTS rate_log (rule TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS rate_log_rule ON rate_log(rule, at);
 `;
 
-/** Collects the data labels carried by a value (labels propagate through collections too). */
-export function labelsOf(v: Value, out = new Set<string>()): Set<string> {
-  if (v instanceof Labeled) {
-    for (const l of v.labels) out.add(l);
-    return labelsOf(v.value, out);
-  }
-  if (List.isList(v) || ISet.isSet(v) || v instanceof RList) for (const x of v as Iterable<Value>) labelsOf(x, out);
-  else if (IMap.isMap(v)) (v as RMap).forEach((x, k) => (labelsOf(k, out), labelsOf(x, out)));
-  return out;
-}
+/** What a call without labeled arguments carries. */
+const NO_LABELS: ReadonlySet<string> = new Set();
 
 function scopeMeta(call: GateCall, key: string): { meta: RMap; index: number }[] {
   const out: { meta: RMap; index: number }[] = [];
@@ -135,8 +127,9 @@ export class Governance {
   /** The gate stage (synchronous: it waits on nothing but the stages after it). */
   readonly interceptor: Interceptor = (call, next) => {
     const manifest = call.capability!.manifest;
-    const labels = new Set<string>();
-    for (const a of call.request.args) labelsOf(a, labels);
+    let found: Set<string> | null = null;
+    for (const a of call.request.args) found = collectLabels(a, found);
+    const labels: ReadonlySet<string> = found ?? NO_LABELS;
     const deny = (rule: string, rationale: string, code = 'policy-denied'): GateVerdict => verdictDeny(call, rule, rationale, code);
 
     // Data locality and label flow are checked first: they protect data whatever the rules say.

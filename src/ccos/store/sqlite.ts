@@ -168,8 +168,8 @@ export interface Provisional {
   readonly at: number;
   /**
    * `pending`: only its record, in the open group, stands for it; `written`: its rows are in
-   * SQLite (the commit made them, or its record was redone); `dropped`: its record was lost with
-   * a group SQLite rolled back before the record reached the redo log.
+   * SQLite (the commit made them, or its record was redone); `dropped`: its record is gone (with
+   * the body that made it, or with a group SQLite rolled back before it reached the redo log).
    */
   state: 'pending' | 'written' | 'dropped';
   /** Its caller took it over (see `settle`): neither a commit nor a redo in this process makes its write. */
