@@ -100,7 +100,8 @@ test('store: a body that fails after writing in an open group takes back only it
     ccos.orchestrator.record({ type: 'CapabilityRegistered', data: { capability: 'kept.a' } });
     store.provisional('test-mark', '"in flight"', () => put('in-flight-mark'));
     const settled = store.provisional('test-mark', '"settled"', () => put('settled-mark'));
-    assert.equal(store.settle(settled), 'pending');
+    assert.equal(settled.state, 'pending');
+    store.settle(settled);
   });
   store.persist();
   store.deferredTx(() => put('kept-2'));
@@ -282,6 +283,55 @@ test('a non-idempotent call goes on the chain once, before its result: within it
   assert.deepEqual(chain.filter((c) => !c.resultAfterCall), [], 'one call action each, and its result after it');
   assert.equal(onDisk(dataDir, (db) => db.prepare("SELECT COUNT(*) FROM state_kv WHERE key = 'dropped'").pluck().get()), 0);
   assert.equal(ccos.verifyChain().ok, true);
+});
+
+test('calls whose results cannot be written stay marked started and on the chain once (a failed body owes again what it settled), and the run resumes without running them again', async (t) => {
+  const { ccos, dataDir } = node(t);
+  const effects: string[] = [];
+  let aroundTheStore = false;
+  for (const id of ['test.quick', 'test.doomed']) {
+    ccos.registerCapability({ id, idempotent: false }, (args) => {
+      effects.push(`${id} ${String(args[0])}`);
+      // A write around the store: the body that records the results then runs in a savepoint.
+      if (aroundTheStore && id === 'test.doomed') ccos.store.db.prepare('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('raw', '1');
+      return args[0];
+    });
+  }
+  // SQLite refuses the doomed call's answer. The two branches finish together, so one body
+  // records both results: the quick branch's call, result and answer are written, then the
+  // doomed branch's answer fails the body, and the quick branch's records go with it.
+  const refuse = "CREATE TEMP TRIGGER refuse_answer BEFORE INSERT ON journal WHEN NEW.capability = 'test.doomed' AND NEW.status = 'answered' BEGIN SELECT RAISE(ABORT, 'answer refused'); END";
+  const plan = '(do (call :test.quick 1) (step.parallel (call :test.quick 2) (call :test.doomed 3)) (call :test.quick 4))';
+  for (const around of [false, true]) {
+    aroundTheStore = around;
+    effects.length = 0;
+    ccos.store.db.exec(refuse);
+    const before = new Set(ccos.runs().map((r) => r.id));
+    try {
+      const r = await ccos.run(plan);
+      assert.notEqual(r.status, 'completed');
+    } catch (e) {
+      assert.match((e as Error).message, /answer refused/);
+    }
+    const runId = ccos.runs().find((r) => !before.has(r.id))!.id;
+    const what = around ? 'after a write around the store' : 'all writes captured';
+    assert.deepEqual(effects, ['test.quick 1', 'test.quick 2', 'test.doomed 3'], what);
+    ccos.store.commit();
+    const journal = onDisk(dataDir, (db) => db.prepare("SELECT capability, status FROM journal WHERE run_id = ? AND kind = 'call' ORDER BY request_key").all(runId));
+    assert.deepEqual(journal, [{ capability: 'test.quick', status: 'answered' }, { capability: 'test.quick', status: 'started' }, { capability: 'test.doomed', status: 'started' }], `${what}: both branches marked started (their effects happened)`);
+    assert.deepEqual(callsOnChain(dataDir, runId).map((c) => [c.calls, c.results]), [[1, 1], [1, 0], [1, 0]], `${what}: each call on the chain once`);
+    assert.equal(ccos.verifyChain().ok, true);
+    ccos.store.db.exec('DROP TRIGGER refuse_answer');
+    let r = await ccos.resume(runId);
+    for (let i = 0; r.status === 'paused' && i < 3; i++) {
+      const waiting = [r.waiting].flat() as { kind: string }[];
+      assert.ok(waiting.every((w) => w.kind === 'outcome-unknown'), JSON.stringify(r.waiting));
+      r = await ccos.resume(runId, { answer: 'it ran' });
+    }
+    assert.equal(r.status, 'completed');
+    assert.deepEqual(effects, ['test.quick 1', 'test.quick 2', 'test.doomed 3', 'test.quick 4'], `${what}: each effect once`);
+    assert.equal(ccos.verifyChain().ok, true);
+  }
 });
 
 test('normal durability: far fewer commits than calls, idempotent or not, alone or in a step.parallel; all on disk when run() returns', async (t) => {

@@ -778,22 +778,22 @@ export class Orchestrator {
       draft = this.chain.draft(callAction(decision, stepPath));
       started = this.callStarting(run, req, draft, h, false);
     };
-    let callWritten = false;
     /**
-     * The drafted call action for its caller to put on the chain, unless it is there already (a
-     * commit during the effect, or a redo of its group, put it there); `redone`: the record that
-     * redoes it after a crash is in the open group (so it is not captured again).
+     * The drafted call action for its caller to put on the chain (then `settle` its provisional
+     * write, in the same body), unless it is there already: a commit during the effect, a redo of
+     * its group, or an earlier caller put it there. `redone`: the record that redoes it after a
+     * crash is in the open group (so it is not captured again).
      */
-    const unwrittenDraft = (): { call: DraftAction; redone: boolean } | null => {
-      if (callWritten) return null;
-      callWritten = true;
-      const state = this.store.settle(started!);
-      return state === 'written' ? null : { call: draft!, redone: state === 'pending' };
-    };
+    const unwrittenDraft = (): { call: DraftAction; redone: boolean } | null =>
+      started!.settled || started!.state === 'written' ? null : { call: draft!, redone: started!.state === 'pending' };
     const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
       // The chain shows this call before the calls it makes.
       const unwritten = draft ? unwrittenDraft() : null;
-      if (unwritten) this.store.deferredTx(() => this.recordDraft(unwritten.call, unwritten.redone));
+      if (unwritten)
+        this.store.deferredTx(() => {
+          this.recordDraft(unwritten.call, unwritten.redone);
+          this.store.settle(started!);
+        });
       const sub = { ...req, id: `${req.id}/${subId}`, capability, args, meta: null };
       const j = run.fresh && !run.waitingIds?.has(req.id) ? undefined : (this.store.stmt('SELECT * FROM journal WHERE run_id = ? AND request_key = ?').get(run.runId, journalKey(sub.id)) as JournalRow | undefined);
       const r = j?.status === 'answered' ? decodeResolution(j.answer!, run.runtime) : j?.status === 'started' ? await this.inFlightAfterCrash(run, sub, j) : await this.call(run, sub);
@@ -851,6 +851,7 @@ export class Orchestrator {
             }
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, isoNow());
+            if (draft) this.store.settle(started!);
           };
           // In the drive loop the write joins the batch written before the answers are delivered;
           // a nested call (inside an RTFS capability) is used at once, so it is written now.
@@ -874,6 +875,7 @@ export class Orchestrator {
               if (unwritten) this.recordDraft(unwritten.call, unwritten.redone);
             }
             this.journal(run, req, forApproval ? 'waiting-approval' : 'waiting', null, req.capability, h);
+            if (draft) this.store.settle(started!);
           });
           return { pause: true, waiting } as Pause;
         },

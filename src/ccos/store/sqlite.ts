@@ -226,6 +226,8 @@ export class SqliteStore {
   private lastChangesStmt: Database.Statement | undefined;
   /** Provisional writes of the open group not settled yet: made just before it commits. */
   private provisionals: Provisional[] = [];
+  /** Provisional writes settled by the body now running (taken back if it fails). */
+  private settledInBody: Provisional[] = [];
   /** The redo directory as `recoverRedo` last saw it: its mtime, when, and whether other processes had logs. */
   private redoScan: { mtime: number; at: number; others: boolean } | null = null;
 
@@ -381,13 +383,13 @@ export class SqliteStore {
   }
 
   /**
-   * The provisional write is replaced (or no longer wanted): the commit skips it. Returns its
-   * state: if still `pending`, the caller's replacement may leave out what its record redoes
-   * (see `captureCovered`); if `dropped`, nothing does.
+   * The provisional write is replaced (or no longer wanted): the commit skips it. While `state` is
+   * `pending`, the replacement may leave out what the record redoes (see `captureCovered`); if
+   * `dropped`, nothing does. Settled inside a body that then fails, it is owed again.
    */
-  settle(p: Provisional): Provisional['state'] {
+  settle(p: Provisional): void {
     p.settled = true;
-    return p.state;
+    if (this.depth > 0) this.settledInBody.push(p);
   }
 
   /**
@@ -632,9 +634,13 @@ export class SqliteStore {
       const out = fn();
       if (savepoint) this.stmt('RELEASE body').run();
       this.groupOpen = true;
+      this.settledInBody.length = 0;
       return out;
     } catch (e) {
       this.generation++;
+      // What the body settled is owed again (before its group may be made again, see `replay`).
+      for (const p of this.settledInBody) p.settled = false;
+      this.settledInBody.length = 0;
       if (joining && this.db.inTransaction) {
         if (savepoint) {
           this.stmt('ROLLBACK TO body').run();
