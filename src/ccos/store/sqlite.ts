@@ -23,7 +23,7 @@
  * and parameters), and higher modules capture what cannot be replayed as SQL (the chain's
  * appends, whose sequence numbers another process may have taken meanwhile). A provisional
  * write (`provisional`) is only such a record until the group commits, and is made then only if
- * nothing settled it first. `persist` appends what the group captured since its last persist. A
+ * nothing settled it first (a body that fails takes back what it settled). `persist` appends what the group captured since its last persist. A
  * commit that follows a persist also records, in the same transaction, that the log's group is in
  * (`meta` key `redo:<log id>`), then starts the log over. After a crash, the next store to open
  * (or a resume) replays a dead process's log from its first group not marked in. Writes made
@@ -369,10 +369,11 @@ export class SqliteStore {
 
   /**
    * A write that must survive a crash from now on, but need reach SQLite only if it is still
-   * wanted when the group commits: a call's "started" mark, which its answer replaces a few
-   * microseconds later when the effect is quick. It goes to the redo log with the next `persist`,
-   * as a record of `kind` (replayed by `onReplay(kind)` after a crash); the commit makes `write`
-   * unless `settle` came first. Call inside a transaction body (or see `durableProvisional`).
+   * wanted when the group commits: a call's action and "started" mark, which its result and
+   * answer replace a few microseconds later when the effect is quick. It goes to the redo log with
+   * the next `persist`, as a record of `kind` (replayed by `onReplay(kind)` after a crash; made
+   * again in this process, by `write` itself); the commit makes `write` unless `settle` came
+   * first. Call inside a transaction body (or see `durableProvisional`).
    */
   provisional(kind: string, json: string, write: () => void): Provisional {
     if (!this.db.inTransaction || (this.depth === 0 && !this.groupOpen)) throw new Error('provisional() outside a transaction body');
