@@ -187,10 +187,10 @@ export class CausalChain {
     this.put(generation, seq, body, sha256(prevHash + body), typeof fields.run === 'string' ? fields.run : null);
   }
 
-  /** Inserts one action row (captured for the redo log) and makes it the head. */
-  private put(generation: number, seq: number, body: string, hash: string, runId: string | null): void {
+  /** Inserts one action row (captured for the redo log unless `redone`) and makes it the head. */
+  private put(generation: number, seq: number, body: string, hash: string, runId: string | null, redone = false): void {
     this.insert.run(seq, body, hash, runId);
-    this.store.capture('action', body, 1);
+    this.captureAppended(body, redone);
     this.linked(generation, { seq, hash }, 1);
   }
 
@@ -213,9 +213,8 @@ export class CausalChain {
     const a = this.place('body' in first ? first : this.compose(first, seq), seq, prevHash);
     const b = this.build(second(a.action), seq + 1, a.action.hash);
     this.insertPair.run(seq, a.body, a.action.hash, a.action.runId || null, seq + 1, b.body, b.action.hash, b.action.runId || null);
-    if (firstRedone) this.store.captureCovered(1);
-    else this.store.capture('action', a.body, 1);
-    this.store.capture('action', b.body, 1);
+    this.captureAppended(a.body, firstRedone);
+    this.captureAppended(b.body, false);
     this.linked(generation, b.action, 2);
     return [a.action, b.action];
   }
@@ -224,11 +223,14 @@ export class CausalChain {
   appendDraft(d: DraftAction, redone: boolean): Action {
     const { generation, seq, prevHash } = this.nextLink();
     const { action, body } = this.place(d, seq, prevHash);
-    this.insert.run(seq, body, action.hash, action.runId || null);
+    this.put(generation, seq, body, action.hash, action.runId || null, redone);
+    return action;
+  }
+
+  /** An appended action, for the redo log: its body, or nothing if a record of the group redoes it. */
+  private captureAppended(body: string, redone: boolean): void {
     if (redone) this.store.captureCovered(1);
     else this.store.capture('action', body, 1);
-    this.linked(generation, action, 1);
-    return action;
   }
 
   /** The sequence number and previous hash of the next action. */

@@ -241,7 +241,6 @@ export class Gate {
     }
     return limit;
   }
-
 }
 
 /**

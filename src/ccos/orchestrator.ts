@@ -769,29 +769,40 @@ export class Orchestrator {
     const callAction = (decision: Decision, stepPath: readonly string[]): NewAction =>
       // (Keys in canonical order: the chain then encodes the data without sorting them.)
       ctxNew(run, 'CapabilityCall', stepPath, clean({ args: redact(printArgs(req.args)), capability: req.capability, decision: { decision: 'allow', rationale: decision.rationale, rule: decision.rule }, request: req.id, retry_after_crash: retryOfUnknown || undefined }) as Record<string, Json>);
+    /** An allowed non-idempotent call: its action drafted and recorded as starting (see `callStarting`). */
+    const startCall = (decision: Decision, stepPath: readonly string[], durableNow: boolean): void => {
+      draft = this.chain.draft(callAction(decision, stepPath));
+      started = this.callStarting(run, req, draft, h, durableNow);
+    };
     const recordDecision = (decision: Decision, stepPath: readonly string[]): void => {
       if (decision.decision !== 'allow') {
         this.ctxAction(run, 'PolicyDecision', stepPath, decision as unknown as Record<string, Json>);
         return;
       }
       this.recordStepProfile(run, req, stepPath);
-      draft = this.chain.draft(callAction(decision, stepPath));
-      started = this.callStarting(run, req, draft, h, false);
+      startCall(decision, stepPath, false);
     };
     /**
-     * The drafted call action for its caller to put on the chain (then `settle` its provisional
-     * write, in the same body), unless it is there already: a commit during the effect, a redo of
-     * its group, or an earlier caller put it there. `redone`: the record that redoes it after a
-     * crash is in the open group (so it is not captured again).
+     * Puts the drafted call action on the chain — with its result as one insert, if given — unless
+     * it is there already (a commit during the effect, a redo of its group, or an earlier caller
+     * put it there; then the result alone). Call inside a body, then `settle` its provisional write
+     * as the body's last step (a body that fails takes the settling back).
      */
-    const unwrittenDraft = (): { call: DraftAction; redone: boolean } | null =>
-      started!.settled || started!.state === 'written' ? null : { call: draft!, redone: started!.state === 'pending' };
+    const draftOnChain = (result?: (call: Action) => NewAction): void => {
+      const s = started!;
+      if (s.settled || s.state === 'written') {
+        if (result) this.record(result(draft!.action));
+        return;
+      }
+      // Pending: the starting record, in the open group, redoes the action after a crash.
+      if (result) this.recordPair(draft!, result, s.state === 'pending');
+      else this.recordDraft(draft!, s.state === 'pending');
+    };
     const nested = async (capability: string, args: Value[], subId: string): Promise<Value> => {
       // The chain shows this call before the calls it makes.
-      const unwritten = draft ? unwrittenDraft() : null;
-      if (unwritten)
+      if (draft)
         this.store.deferredTx(() => {
-          this.recordDraft(unwritten.call, unwritten.redone);
+          draftOnChain();
           this.store.settle(started!);
         });
       const sub = { ...req, id: `${req.id}/${subId}`, capability, args, meta: null };
@@ -820,10 +831,8 @@ export class Orchestrator {
           }
           // The call, and every answer before it, go to the redo log before the effect starts:
           // in a transaction body if it writes rows too (a denial, a step profile).
-          if (decision.decision === 'allow' && !this.profileDue(run, req, stepPath)) {
-            draft = this.chain.draft(callAction(decision, stepPath));
-            started = this.callStarting(run, req, draft, h, true);
-          } else this.store.durableTx(() => recordDecision(decision, stepPath));
+          if (decision.decision === 'allow' && !this.profileDue(run, req, stepPath)) startCall(decision, stepPath, true);
+          else this.store.durableTx(() => recordDecision(decision, stepPath));
         },
         afterEffect: (result, durationMs) => {
           const write = (): void => {
@@ -844,11 +853,7 @@ export class Orchestrator {
               // An idempotent call: its call and result go on the chain together, in one insert.
               this.recordStepProfile(run, req, req.stepPath);
               this.recordPair(callAction(deferred, req.stepPath), (c) => resultAction(c.id));
-            } else {
-              const unwritten = unwrittenDraft();
-              if (unwritten) this.recordPair(unwritten.call, (c) => resultAction(c.id), unwritten.redone);
-              else this.record(resultAction(draft!.action.id));
-            }
+            } else draftOnChain((c) => resultAction(c.id));
             this.journal(run, req, 'answered', answer, req.capability, h);
             if (key && 'value' in answer) this.store.stmt('INSERT OR IGNORE INTO idempotency (key, capability, args_hash, answer, run_id, created) VALUES (?, ?, ?, ?, ?, ?)').run(key.full, req.capability, h, encodeResolution(answer), run.runId, isoNow());
             if (draft) this.store.settle(started!);
@@ -870,10 +875,7 @@ export class Orchestrator {
             if (deferred) {
               this.recordStepProfile(run, req, req.stepPath);
               this.record(callAction(deferred, req.stepPath));
-            } else if (draft) {
-              const unwritten = unwrittenDraft();
-              if (unwritten) this.recordDraft(unwritten.call, unwritten.redone);
-            }
+            } else if (draft) draftOnChain();
             this.journal(run, req, forApproval ? 'waiting-approval' : 'waiting', null, req.capability, h);
             if (draft) this.store.settle(started!);
           });

@@ -89,13 +89,30 @@ function putDigits(buf: Buffer, at: number, n: number, width: number): void {
   }
 }
 
+/**
+ * Frames `lines` as batch `seq` into `buf` at `at` (lines first, then header and trailer); returns
+ * where the batch ends, or -1 if it does not fit (`buf` may then hold part of it).
+ */
+function frame(buf: Buffer, at: number, seq: number, lines: string): number {
+  const start = at + HEADER_BYTES;
+  const bytes = buf.write(lines, start, 'utf8');
+  // `write` stops where the buffer ends (at a whole character): it may not all have fitted.
+  if (bytes > buf.length - start - TRAILER_BYTES - 4 && bytes < Buffer.byteLength(lines)) return -1;
+  if (start + bytes + TRAILER_BYTES > buf.length) return -1;
+  putHeader(buf, at, seq, bytes);
+  putTrailer(buf, start + bytes, seq);
+  return start + bytes + TRAILER_BYTES;
+}
+
+/** The bytes a batch of `lines` takes, framed. */
+function framedBytes(lines: string): number {
+  return HEADER_BYTES + Buffer.byteLength(lines) + TRAILER_BYTES;
+}
+
 /** One batch as the log frames it (see the header); tests write logs with it. */
 export function redoBatch(seq: number, lines: string): string {
-  const bytes = Buffer.byteLength(lines);
-  const buf = Buffer.alloc(HEADER_BYTES + bytes + TRAILER_BYTES);
-  putHeader(buf, 0, seq, bytes);
-  buf.write(lines, HEADER_BYTES, 'utf8');
-  putTrailer(buf, HEADER_BYTES + bytes, seq);
+  const buf = Buffer.alloc(framedBytes(lines));
+  frame(buf, 0, seq, lines);
   return buf.toString('utf8');
 }
 
@@ -175,37 +192,25 @@ export class RedoLog {
     return Buffer.from(mapper!.map(this.fd!, bytes));
   }
 
-  /** A batch stored into the mapping: its lines first, then header and trailer. */
+  /** A batch stored into the mapping, after what the log holds (the mapping doubles until it fits). */
   private store(seq: number, text: string): void {
-    let map = this.mapped!;
-    const at = this.size + HEADER_BYTES;
-    let bytes = map.write(text, at, 'utf8');
-    // `write` stops where the mapping ends (at a whole character): it may not all have fitted.
-    if (bytes > map.length - at - TRAILER_BYTES - 4) {
-      bytes = Buffer.byteLength(text);
-      let size = map.length;
-      while (size < at + bytes + TRAILER_BYTES) size *= 2;
-      this.mapped = map = this.map(size); // the old mapping is unmapped once it is collected
-      map.write(text, at, 'utf8');
+    let end = frame(this.mapped!, this.size, seq, text);
+    if (end < 0) {
+      let size = this.mapped!.length;
+      while (size < this.size + framedBytes(text)) size *= 2;
+      this.mapped = this.map(size); // the old mapping is unmapped once it is collected
+      end = frame(this.mapped, this.size, seq, text);
     }
-    putHeader(map, this.size, seq, bytes);
-    putTrailer(map, at + bytes, seq);
-    this.size = at + bytes + TRAILER_BYTES;
+    this.size = end;
   }
 
   /** A batch as one `write` at the end of what the log holds. */
   private write(seq: number, text: string): void {
-    let bytes = this.buf.write(text, HEADER_BYTES, 'utf8');
-    // `write` stops where the buffer ends (at a whole character): it may not all have fitted.
-    if (bytes > this.buf.length - HEADER_BYTES - TRAILER_BYTES - 4) {
-      bytes = Buffer.byteLength(text);
-      const need = HEADER_BYTES + bytes + TRAILER_BYTES;
-      if (need > this.buf.length) this.buf = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(need)));
-      this.buf.write(text, HEADER_BYTES, 'utf8');
+    let end = frame(this.buf, 0, seq, text);
+    if (end < 0) {
+      this.buf = Buffer.allocUnsafe(2 ** Math.ceil(Math.log2(framedBytes(text))));
+      end = frame(this.buf, 0, seq, text);
     }
-    putHeader(this.buf, 0, seq, bytes);
-    putTrailer(this.buf, HEADER_BYTES + bytes, seq);
-    const end = HEADER_BYTES + bytes + TRAILER_BYTES;
     for (let done = 0; done < end; ) done += fs.writeSync(this.fd!, this.buf, done, end - done, this.size + done);
     this.size += end;
   }

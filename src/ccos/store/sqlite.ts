@@ -23,12 +23,13 @@
  * and parameters), and higher modules capture what cannot be replayed as SQL (the chain's
  * appends, whose sequence numbers another process may have taken meanwhile). A provisional
  * write (`provisional`) is only such a record until the group commits, and is made then only if
- * nothing settled it first (a body that fails takes back what it settled). `persist` appends what the group captured since its last persist. A
- * commit that follows a persist also records, in the same transaction, that the log's group is in
- * (`meta` key `redo:<log id>`), then starts the log over. After a crash, the next store to open
- * (or a resume) replays a dead process's log from its first group not marked in. Writes made
- * around `stmt` (a capability using `db` directly) cannot be replayed: `persist` then commits
- * instead, and the group's bodies run in savepoints (see `body`).
+ * nothing settled it first (a body that fails takes back what it settled). `persist` appends what
+ * the group captured since its last persist. A commit that follows a persist also records, in the
+ * same transaction, that the log's group is in (`meta` key `redo:<log id>`), then starts the log
+ * over. After a crash, the next store to open (or a resume) replays a dead process's log from its
+ * first group not marked in. Writes made around `stmt` (a capability using `db` directly) cannot
+ * be replayed: `persist` then commits instead, and the group's bodies run in savepoints (see
+ * `body`).
  */
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
@@ -395,7 +396,7 @@ export class SqliteStore {
 
   /**
    * Counts `changes` rows as captured without a record: a write that a provisional record of the
-   * open group (one `settle` found pending) redoes after a crash.
+   * open group (still `pending`) redoes after a crash.
    */
   captureCovered(changes: number): void {
     if (this.db.inTransaction) this.capturedChanges += changes;
