@@ -1,6 +1,6 @@
 /**
  * CCOS benchmarks, run by `npm run bench` after the RTFS section: governed capability calls with
- * the durable SQLite journal (normal and strict durability; sequential and `step.parallel`),
+ * the durable SQLite journal (normal, strict and fenced durability; sequential and `step.parallel`),
  * pause → resume round trips, and causal-chain verification — side by side with LangGraph JS
  * (a one-node loop graph with its SQLite checkpointer, and `interrupt()` + `Command` resume).
  *
@@ -439,6 +439,7 @@ export async function runCcosBench(): Promise<number> {
     const floorFC = openFloor('FULL', 'ccos');
     const strict = { call: openNode('ccos-strict-call', 'strict'), idem: openNode('ccos-strict-idem', 'strict'), par: openNode('ccos-strict-par', 'strict'), parIdem: openNode('ccos-strict-par-idem', 'strict') };
     const askStrict = openNode('ccos-ask-strict', 'strict');
+    const fenced = { call: openNode('ccos-fenced-call', 'fenced'), par: openNode('ccos-fenced-par', 'fenced') };
     flushPageCache();
     const strictRes = await roundRobin([
       ccosRunCase('ccos.strict.call', strict.call, seqPlan('bench.work', N_CALLS_STRICT), N_CALLS_STRICT, N_CALLS_STRICT, 'work'),
@@ -446,6 +447,8 @@ export async function runCcosBench(): Promise<number> {
       ccosRunCase('ccos.strict.par', strict.par, parPlan('bench.work', R_PAR / 2), R_PAR / 2, (R_PAR / 2) * PAR_BRANCHES, 'work'),
       ccosRunCase('ccos.strict.par-idem', strict.parIdem, parPlan('bench.work-idem', R_PAR / 2), R_PAR / 2, (R_PAR / 2) * PAR_BRANCHES, 'idem'),
       ccosAskCase('ccos.strict.ask', askStrict, K_ASK / 2),
+      ccosRunCase('ccos.fenced.call', fenced.call, seqPlan('bench.work', N_CALLS_STRICT), N_CALLS_STRICT, N_CALLS_STRICT, 'work'),
+      ccosRunCase('ccos.fenced.par', fenced.par, parPlan('bench.work', R_PAR / 2), R_PAR / 2, (R_PAR / 2) * PAR_BRANCHES, 'work'),
       floorCase('floor.full.bare', floorFB, 200),
       floorCase('floor.full.ccos', floorFC, 200),
       fsyncCase('floor.fsync', 200),
@@ -472,7 +475,7 @@ export async function runCcosBench(): Promise<number> {
     const verifyRate = report.actions / (verifyMs / 1000);
     console.log('  measured chain verification\n');
 
-    for (const n of [...Object.values(normal), ...Object.values(strict), askNormal, askStrict, chainNode]) n.ccos.close();
+    for (const n of [...Object.values(normal), ...Object.values(strict), ...Object.values(fenced), askNormal, askStrict, chainNode]) n.ccos.close();
     for (const s of [lgStepSaver, lgSyncSaver, lgAskSaver]) s.db.close();
 
     // --- Report --------------------------------------------------------------------------------
@@ -489,6 +492,8 @@ export async function runCcosBench(): Promise<number> {
       [`governed call, strict, idempotent (${N_CALLS_STRICT} seq)`, steps.get('ccos.strict.idem')!, lgStepR],
       [`governed call, strict, non-idem, ${PAR_BRANCHES}-way step.parallel`, steps.get('ccos.strict.par')!, lgStepR],
       [`governed call, strict, idem, ${PAR_BRANCHES}-way step.parallel`, steps.get('ccos.strict.par-idem')!, lgStepR],
+      [`governed call, fenced, non-idempotent (${N_CALLS_STRICT} seq)`, steps.get('ccos.fenced.call')!, lgStepR],
+      [`governed call, fenced, non-idem, ${PAR_BRANCHES}-way step.parallel`, steps.get('ccos.fenced.par')!, lgStepR],
       [`LangGraph step (SqliteSaver, durability "async" = default)`, lgStepR, null],
       [`LangGraph step (SqliteSaver, durability "sync")`, steps.get('lg.step-sync')!, null],
       [`pause → resume, CCOS normal (${K_ASK} round trips)`, asks.get('ccos.normal.ask')!, lgAskR],
@@ -518,6 +523,8 @@ export async function runCcosBench(): Promise<number> {
     const strictCall = steps.get('ccos.strict.call')!.perOp;
     const strictIdem = steps.get('ccos.strict.idem')!.perOp;
     const strictPar = steps.get('ccos.strict.par')!.perOp;
+    const fencedCall = steps.get('ccos.fenced.call')!.perOp;
+    const fencedPar = steps.get('ccos.fenced.par')!.perOp;
     const askRatio = lgAsk / asks.get('ccos.normal.ask')!.perOp;
     console.log('\nTargets');
     // Each kind of call gets its own verdict: a non-idempotent call is written to the redo log
@@ -527,8 +534,10 @@ export async function runCcosBench(): Promise<number> {
     console.log(`  pause → resume vs LangGraph: ${askRatio.toFixed(1)}× (${meanRatio(lgAskR, 'ccos.normal.ask')}; target ≥ 10×) — ${verdict(askRatio >= 10)}`);
     console.log(`  chain verification: ${(verifyRate / 1000).toFixed(0)}k actions/s (target ≥ 200k) — ${verdict(verifyRate >= 200_000)}`);
     console.log(`  strict governed call: ${us(strictCall)} µs non-idempotent, ${us(strictIdem)} µs idempotent (target ≤ 400 µs) — ${verdict(strictCall <= 0.4)}`);
-    // Strict: the "started" marks of calls that start together share one fdatasync of the redo log.
+    // Strict: the results of calls that end together share one fdatasync of the redo log; fenced:
+    // their "started" marks share another.
     console.log(`  parallel calls sharing their durable writes: strict ${us(strictPar)} µs per call in a ${PAR_BRANCHES}-way step.parallel vs ${us(strictCall)} µs sequential (target: less per call) — ${verdict(strictPar < strictCall * 0.5)}`);
+    console.log(`  (no target) fenced, a second fdatasync before each non-idempotent effect: ${us(fencedCall)} µs sequential, ${us(fencedPar)} µs per call in a ${PAR_BRANCHES}-way step.parallel; two fdatasyncs alone take ${us(2 * steps.get('floor.fsync')!.perOp)} µs`);
     console.log(`\nCCOS section time ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } finally {
     fs.rmSync(tmpRoot, { recursive: true, force: true });

@@ -80,7 +80,7 @@ interface BombCap {
 interface DriverConfig {
   mode: 'run' | 'resume';
   dataDir: string;
-  durability?: 'normal' | 'strict';
+  durability?: 'normal' | 'strict' | 'fenced';
   source?: string;
   runId?: string;
   resume?: { answer?: unknown; fail?: string; retryUnknown?: boolean };
@@ -243,13 +243,13 @@ const PLAN_1000 = `
         (recur (inc b)))
     :done))`;
 
-for (const killAt of [100, 500, 900]) {
-  test(`kill -9 after ~${killAt} of 1000 effects, resume in a new process: every effect ran exactly once`, { timeout: 40_000 }, async (t) => {
+for (const [killAt, durability] of [[100, 'strict'], [500, 'fenced'], [900, 'strict']] as const) {
+  test(`kill -9 after ~${killAt} of 1000 effects (${durability} durability), resume in a new process: every effect ran exactly once`, { timeout: 40_000 }, async (t) => {
     const dir = tempDir(t);
     const dataDir = path.join(dir, 'data');
     const dbPath = path.join(dataDir, 'ccos.db');
 
-    const first = new Driver(dir, { mode: 'run', dataDir, durability: 'strict', source: PLAN_1000 });
+    const first = new Driver(dir, { mode: 'run', dataDir, durability, source: PLAN_1000 });
     const started = await first.line((l) => l.event === 'PlanStarted');
     const runId = started.runId as string;
     assert.match(runId, /^run-/);
@@ -274,7 +274,7 @@ for (const killAt of [100, 500, 900]) {
       assert.equal(row.status, 'running');
     }
 
-    let r = await drive(dir, { mode: 'resume', dataDir, durability: 'strict', runId });
+    let r = await drive(dir, { mode: 'resume', dataDir, durability, runId });
     const inFlightCounter = atCrash.started.some((s) => s.capability === 'ccos.state.counter.inc');
     t.diagnostic(`killed at counter ${atCrash.counter}, ${atCrash.answered} answered, in flight: ${JSON.stringify(atCrash.started)}; first resume: ${r.status}`);
     if (inFlightCounter) {
@@ -285,7 +285,7 @@ for (const killAt of [100, 500, 900]) {
       assert.equal(r.waiting?.request, atCrash.started[0].request_id);
       const f = facts(dbPath, runId, 'ccos.state.counter.inc', 'hits');
       assert.equal(f.counter, atCrash.counter, 'pausing ran no effect');
-      r = await drive(dir, { mode: 'resume', dataDir, durability: 'strict', runId, resume: humanDecision(f) });
+      r = await drive(dir, { mode: 'resume', dataDir, durability, runId, resume: humanDecision(f) });
     } else {
       // Nothing non-idempotent was in flight (possibly an idempotent kv.put, retried silently).
       assert.notEqual(r.status, 'paused', `nothing needs a person: ${JSON.stringify(r)}`);

@@ -541,6 +541,8 @@ test('usage errors exit 2', () => {
     [['caps', 'show', 'a', 'b'], /unexpected argument `b`/],
     [['help', 'nothing'], /no help for unknown command/],
     [['--bogus'], /unknown option `--bogus`/],
+    [['run', PLAN, '--durability', 'paranoid'], /--durability must be one of normal, strict, fenced, got `paranoid`/],
+    [['call', 'ccos.echo', '1', '--strict', '--durability', 'normal'], /--strict and --durability normal contradict each other/],
   ];
   for (const [args, re] of cases) {
     const r = ccos(args);
@@ -554,6 +556,18 @@ test('usage errors exit 2', () => {
   assert.match(none.stderr, /Usage:/);
   const j = json(ccos(['frobnicate', '--json']));
   assert.equal((j.error as { code: string }).code, 'usage');
+});
+
+test('--durability (and --strict): a plan that pauses runs and is resumed in another process at each level', () => {
+  for (const level of [['--durability', 'normal'], ['--strict'], ['--durability', 'fenced']]) {
+    const data = join(dir, `data-durability-${level.at(-1)}`);
+    const run = ccosIn(data, ['run', ASK, ...level, '--json']);
+    assert.equal(run.status, 3, run.stderr);
+    const resumed = ccosIn(data, ['resume', json(run).runId as string, '--answer', '"ann"', ...level, '--json']);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.equal(json(resumed).valueJson, 'hello ann #1');
+    assert.equal(ccosIn(data, ['chain', 'verify']).status, 0);
+  }
 });
 
 test('global options may come before the command', () => {

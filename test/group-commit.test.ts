@@ -384,10 +384,10 @@ test('a pause is sealed soon after, and the chain verifies from another process 
   assert.equal(ccos.verifyChain().ok, true);
 });
 
-for (const durability of ['normal', 'strict'] as const) {
-  // Strict: the marks of a step.parallel share one fdatasync of the redo log, made before any of
-  // their effects. Normal: each mark goes to the redo log just before its own effect.
-  const title = durability === 'strict' ? 'the "started" marks of a step.parallel are synced together, before any of its effects' : 'each "started" mark of a step.parallel survives a crash before its effect begins, without a commit';
+for (const durability of ['normal', 'strict', 'fenced'] as const) {
+  // Fenced: the marks of a step.parallel share one fdatasync of the redo log, made before any of
+  // their effects. Normal and strict: each mark goes to the redo log just before its own effect.
+  const title = durability === 'fenced' ? 'the "started" marks of a step.parallel are synced together, before any of its effects' : 'each "started" mark of a step.parallel survives a crash before its effect begins, without a commit';
   test(`${durability}: ${title}`, async (t) => {
     // The probe's copies take milliseconds: a long group window keeps the timer from committing.
     const { ccos, dataDir } = node(t, durability, 600_000);
@@ -397,11 +397,54 @@ for (const durability of ['normal', 'strict'] as const) {
     const r = await ccos.run(`(loop [i 0] (if (< i 4) (do (step.parallel ${branches}) (recur (inc i))) i))`);
     assert.equal(r.status, 'completed');
     // Round i: the 5 calls of every earlier round are durable at each effect, and this round's
-    // 5 marks (strict), or the marks up to its own (normal).
-    const expected = [0, 1, 2, 3].flatMap((i) => [1, 2, 3, 4, 5].map((b) => 5 * i + (durability === 'strict' ? 5 : b)));
+    // 5 marks (fenced), or the marks up to its own.
+    const expected = [0, 1, 2, 3].flatMap((i) => [1, 2, 3, 4, 5].map((b) => 5 * i + (durability === 'fenced' ? 5 : b)));
     assert.deepEqual(startedOnDisk, expected);
     const perCall = (ccos.store.commits - before) / 20;
     assert.ok(perCall <= 0.5, `${perCall} commits per call`);
+  });
+}
+
+for (const durability of ['strict', 'fenced'] as const) {
+  // What reaches the redo log, and when it is synced, around each effect of a plan of
+  // non-idempotent calls: `write` (a batch into the log's page cache: it survives the process
+  // dying), `sync` (its fdatasync: a power loss too), `effect` (the provider runs).
+  const title =
+    durability === 'strict'
+      ? "a non-idempotent call's start is written before its effect, and synced with its result, before the plan uses it: one fdatasync per call"
+      : "a non-idempotent call's start is synced before its effect, and its result before the plan uses it";
+  test(`${durability}: ${title}`, async (t) => {
+    const { ccos } = node(t, durability, 600_000);
+    const events: string[] = [];
+    const { writeSync, fdatasyncSync } = fs;
+    const isRedoLog = (fd: number): boolean => fs.readlinkSync(`/proc/self/fd/${fd}`).endsWith('.redo');
+    fs.writeSync = ((fd: number, ...rest: unknown[]) => {
+      if (isRedoLog(fd)) events.push('write');
+      return (writeSync as (...a: unknown[]) => number)(fd, ...rest);
+    }) as typeof fs.writeSync;
+    fs.fdatasyncSync = (fd: number) => {
+      if (isRedoLog(fd)) events.push('sync');
+      fdatasyncSync(fd);
+    };
+    t.after(() => Object.assign(fs, { writeSync, fdatasyncSync }));
+    const used: number[] = [];
+    ccos.registerCapability({ id: 'test.effect', idempotent: false }, (args) => {
+      events.push('effect');
+      used.push(args[0] as number);
+      return (args[0] as number) * 10;
+    });
+    // Each call's argument is the previous call's result: the plan uses every result.
+    const r = await ccos.run('(loop [i 0 x 1] (if (< i 4) (recur (inc i) (call :test.effect x)) x))');
+    assert.equal(r.status, 'completed');
+    assert.equal(r.value, 10_000);
+    assert.deepEqual(used, [1, 10, 100, 1000]);
+    const between = events.join(' ').split('effect').map((s) => s.trim());
+    const start = durability === 'strict' ? 'write' : 'write sync';
+    // Before the first effect: its start, last. Between two effects: the result of the first
+    // (synced), then the start of the next. After the last: its result, synced.
+    assert.match(between[0], new RegExp(`${start}$`));
+    for (const gap of between.slice(1, -1)) assert.equal(gap, `write sync ${start}`);
+    assert.match(between.at(-1)!, /^write sync/);
   });
 }
 

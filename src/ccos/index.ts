@@ -29,7 +29,7 @@ export { ACTION_TYPES, type Action, type ActionType, type VerifyReport } from '.
 export { PauseRun, withCost, type CapabilityManifest, type CallContext, type Provider, type Effect, type RiskTier, type SchemaSpec } from './capabilities/types.js';
 export { type RunOptions, type RunResult, type ResumeOptions, type RunStatus } from './orchestrator.js';
 export { type Interceptor, type Decision, compose, matchesPattern } from './gate.js';
-export { resolveDataDir, type Durability } from './store/sqlite.js';
+export { DURABILITIES, resolveDataDir, type Durability } from './store/sqlite.js';
 export { valueToPlainJson, plainJsonToValue } from './values-json.js';
 export { IntentGraph, type Intent, type IntentStatus, type IntentRelation } from './intents.js';
 export { SecretStore, installSecrets, redactSecrets } from './secrets.js';
@@ -38,7 +38,10 @@ export { Governance, Approvals, approverSigner, parseConstitution, decide, type 
 export interface CcosOptions {
   /** Data directory (default: `CCOS_HOME`, else `.ccos` in the current directory). */
   dataDir?: string;
-  /** `strict`: fsync before a call's result is used. */
+  /**
+   * `normal` (default): survives the process dying. `strict`: fsync before a call's result is
+   * used. `fenced`: also fsync a non-idempotent call's start before its effect runs.
+   */
   durability?: Durability;
   /** How long (ms) writes may wait to share a commit (default 2; with strict durability 20). */
   groupCommitMs?: number;

@@ -18,7 +18,10 @@
  * insert, and its answer replaces the mark); so is a pause; the end commits. A
  * crash loses at most what no effect outside the plan has depended on yet: pure work is redone,
  * idempotent calls may run again, and a non-idempotent call whose result was lost is already
- * marked started, so the run pauses for a person as for any call in flight at a crash.
+ * marked started, so the run pauses for a person as for any call in flight at a crash. With
+ * strict durability the redo log is also synced before a machine uses an answer (so a power
+ * loss during a call loses its start with it, and the call runs again); with fenced durability,
+ * before each effect too (`durableTx` with `fence`).
  *
  * Resume = restore the latest checkpoint, then answer every request the (deterministic) machine
  * asks again from the journal, by request id. Only requests with no journaled answer do work.
@@ -600,7 +603,7 @@ export class Orchestrator {
 
   /**
    * The answer to one request: from the journal if it has one, else by doing the work.
-   * `together`: other requests start in the same turn (with strict durability their "started"
+   * `together`: other requests start in the same turn (with fenced durability their "started"
    * marks share one fdatasync).
    */
   private answer(run: ActiveRun, req: HostRequest, together = false): Answer {
@@ -823,16 +826,16 @@ export class Orchestrator {
             deferred = decision;
             return undefined;
           }
-          // With strict durability, calls starting together (a step.parallel) share the fdatasync
+          // With fenced durability, calls starting together (a step.parallel) share the fdatasync
           // of their "started" marks, made before any of their effects begins.
-          if (together && this.store.strict && decision.decision === 'allow') {
+          if (together && this.store.fenced && decision.decision === 'allow') {
             this.store.deferredTx(() => recordDecision(decision, stepPath), { persistLater: true });
             return this.persistBarrier();
           }
           // The call, and every answer before it, go to the redo log before the effect starts:
           // in a transaction body if it writes rows too (a denial, a step profile).
           if (decision.decision === 'allow' && !this.profileDue(run, req, stepPath)) startCall(decision, stepPath, true);
-          else this.store.durableTx(() => recordDecision(decision, stepPath));
+          else this.store.durableTx(() => recordDecision(decision, stepPath), { fence: true });
         },
         afterEffect: (result, durationMs) => {
           const write = (): void => {
@@ -886,15 +889,15 @@ export class Orchestrator {
   }
 
   /**
-   * Resolves once everything written so far is persisted: by one `persist`, after every call that
-   * started in this turn of the event loop has written its "started" mark.
+   * Resolves once everything written so far is on disk: by one synced `persist`, after every call
+   * that started in this turn of the event loop has written its "started" mark (fenced durability).
    */
   private persistBarrier(): Promise<void> {
     this.barrier ??= new Promise<void>((resolve, reject) =>
       setImmediate(() => {
         this.barrier = null;
         try {
-          this.store.persist();
+          this.store.persist(true);
           resolve();
         } catch (e) {
           reject(e);

@@ -13,7 +13,7 @@
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { Action, Ccos, RunResult } from '../ccos/index.js';
+import type { Action, Ccos, Durability, RunResult } from '../ccos/index.js';
 import type { Value } from '../rtfs/index.js';
 import { readVersion } from './version.js';
 
@@ -86,7 +86,10 @@ Exit codes: 0 completed, 1 failed or cancelled, 2 usage error, 3 paused.`;
 /** Options of every command that runs capabilities (run, resume, call). */
 const EFFECT_OPTS = `  --allow-host HOST    a host ccos.http.fetch may reach; repeatable
   --workspace DIR      root directory of ccos.fs.* (default: the current directory)
-  --strict             fsync before a call's result is used (durability strict)`;
+  --durability LEVEL   normal (default): what is written survives the process dying;
+                       strict: also a power loss, synced before a call's result is used;
+                       fenced: strict, and a non-idempotent call's start is synced before its effect
+  --strict             the same as --durability strict`;
 
 const RUN_HELP = `ccos run — run a plan file
 
@@ -462,6 +465,9 @@ Options:
   --key FILE       the approver's private key (PEM)
   --resume         when the request becomes approved, resume its run at once
 
+With --resume, the resumed run takes these options of \`ccos resume\`:
+${EFFECT_OPTS}
+
 ${GLOBAL_OPTS}
 
 Errors (exit 1, nothing changes): unknown approver, an approver without the needed role, a
@@ -589,14 +595,24 @@ async function load(): Promise<{ lib: Lib; kernel: Kernel; fmt: Format }> {
   return { lib, kernel, fmt };
 }
 
-async function open(c: Ctx, o: { mustExist?: boolean; workspace?: string; allowHosts?: string[]; strict?: boolean } = {}): Promise<{ ccos: Ccos; lib: Lib; kernel: Kernel; fmt: Format }> {
+/** What the options of a command that runs capabilities (EFFECT_OPTS) ask of the node it opens. */
+function effectOptions(c: Ctx): { workspace?: string; allowHosts: string[]; durability?: string } {
+  const level = str(c.values.durability);
+  if (c.values.strict === true && level !== undefined && level !== 'strict') throw new UsageError(`--strict and --durability ${level} contradict each other: give one`, c.command);
+  return { workspace: str(c.values.workspace), allowHosts: strs(c.values['allow-host']), durability: c.values.strict === true ? 'strict' : level };
+}
+
+async function open(c: Ctx, o: { mustExist?: boolean; workspace?: string; allowHosts?: string[]; durability?: string } = {}): Promise<{ ccos: Ccos; lib: Lib; kernel: Kernel; fmt: Format }> {
   const m = await load();
+  if (o.durability !== undefined && !m.lib.DURABILITIES.includes(o.durability as Durability)) {
+    throw new UsageError(`--durability must be one of ${m.lib.DURABILITIES.join(', ')}, got \`${o.durability}\``, c.command);
+  }
   const ccos = m.lib.openCcos({
     dataDir: c.dataDir,
     mustExist: o.mustExist,
     workspaceRoot: o.workspace,
     allowedHosts: o.allowHosts,
-    durability: o.strict ? 'strict' : 'normal',
+    durability: o.durability as Durability | undefined,
     onUpgrade: (from, to) => process.stderr.write(`upgrading the data dir from schema ${from} to ${to} (once; a large chain takes a while)…\n`),
   });
   opened.push(ccos);
@@ -809,7 +825,7 @@ function report(c: Ctx, r: RunResult): number {
 async function cmdRun(c: Ctx): Promise<number> {
   const [file] = expectArgs(c, ['FILE']);
   const fuel = positiveInt(str(c.values.fuel), '--fuel', c.command);
-  const { ccos, kernel: k, lib: l } = await open(c, { workspace: str(c.values.workspace), allowHosts: strs(c.values['allow-host']), strict: c.values.strict === true });
+  const { ccos, kernel: k, lib: l } = await open(c, effectOptions(c));
   const source = readTextFile(file, 'plan');
   sources.set(file, source);
   const inputs: Record<string, Value> = {};
@@ -852,7 +868,7 @@ async function cmdRun(c: Ctx): Promise<number> {
 async function cmdResume(c: Ctx): Promise<number> {
   const [id] = expectArgs(c, ['RUN']);
   if (c.values.answer !== undefined && c.values.fail !== undefined) throw new UsageError('give either --answer or --fail, not both', c.command);
-  const { ccos, kernel: k } = await open(c, { mustExist: true, workspace: str(c.values.workspace), allowHosts: strs(c.values['allow-host']), strict: c.values.strict === true });
+  const { ccos, kernel: k } = await open(c, { mustExist: true, ...effectOptions(c) });
   const target = id.startsWith('cp-') ? id : resolveRun(ccos, id);
   let runId = target;
   if (target.startsWith('cp-')) {
@@ -1132,7 +1148,7 @@ async function cmdIntentsStatus(c: Ctx): Promise<number> {
 async function cmdCall(c: Ctx): Promise<number> {
   const [cap, ...rest] = expectArgs(c, ['CAP', 'ARGS...'], { rest: true, min: 1 });
   const args = rest.join(' ');
-  const { ccos } = await open(c, { workspace: str(c.values.workspace), allowHosts: strs(c.values['allow-host']), strict: c.values.strict === true });
+  const { ccos } = await open(c, effectOptions(c));
   sources.set('<args>', args);
   sources.set('<ccos call>', `(call :${cap.replace(/^:/, '')} ${args})`);
   return driveRun(c, ccos, () => ccos.call(cap, args));
@@ -1464,7 +1480,7 @@ async function decideCommand(c: Ctx, decision: 'approve' | 'deny'): Promise<numb
   const reason = str(c.values.reason) ?? '';
   if (decision === 'deny' && !reason.trim()) throw new UsageError('`ccos deny` needs --reason R', c.command);
   const keyFile = str(c.values.key);
-  const { ccos, lib: l } = await open(c, { mustExist: true, workspace: str(c.values.workspace), allowHosts: strs(c.values['allow-host']), strict: c.values.strict === true });
+  const { ccos, lib: l } = await open(c, { mustExist: true, ...effectOptions(c) });
   const { describeNeeds } = await admission();
   const req = resolveApproval(ccos, id);
   // The key is read only when the decision is signed: unknown or unauthorized approvers and
@@ -1510,6 +1526,7 @@ interface Command {
 const NODE_OPTIONS: OptionSpec = {
   'allow-host': { type: 'string', multiple: true },
   workspace: { type: 'string' },
+  durability: { type: 'string' },
   strict: { type: 'boolean' },
 };
 

@@ -17,7 +17,11 @@
  *
  * Strict durability: every `deferredTx` is persisted with an fdatasync of the redo log before it
  * returns (~0.1 ms here, where a synchronous SQLite commit costs 0.15–0.3 ms); the group is
- * committed as above (every 20 ms by default), and `tx` (ends) commits with an fsync.
+ * committed as above (every 20 ms by default), and `tx` (ends) commits with an fsync. What only
+ * has to precede an effect (`durableTx` with `fence`) is written to the redo log without an
+ * fdatasync, as with normal durability: it survives the process dying, and the fdatasync that
+ * follows the effect (its result's) takes it to disk. Fenced durability syncs that too, before
+ * the effect: a second fdatasync per non-idempotent call.
  *
  * The redo log: while a transaction is open, every write made through `stmt` is captured (its SQL
  * and parameters), and higher modules capture what cannot be replayed as SQL (the chain's
@@ -125,11 +129,18 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, stream TEXT NOT NULL, value TEXT NOT NULL, time TEXT NOT NULL);
 `;
 
-/** How hard the store works to survive a power loss. */
-export type Durability = 'normal' | 'strict';
+/**
+ * How hard the store works to survive a power loss. `normal`: what is written survives the
+ * process dying (a power loss may take the last moments' work); `strict`: also a power loss,
+ * before anything uses it; `fenced`: also what precedes an effect, before the effect starts.
+ */
+export type Durability = 'normal' | 'strict' | 'fenced';
+
+/** The durability levels, in order, as `--durability` takes them. */
+export const DURABILITIES: readonly Durability[] = ['normal', 'strict', 'fenced'];
 
 export interface StoreOptions {
-  /** `strict`: every write is synced to disk (in the redo log) before anything uses it. */
+  /** `strict`: every write is synced to disk (in the redo log) before anything uses it; see `Durability`. */
   durability?: Durability;
   /** Open without creating the data dir (read-only commands on a missing dir fail clearly). */
   mustExist?: boolean;
@@ -191,8 +202,10 @@ export class SqliteStore {
   generation = 0;
   private readonly statements = new Map<string, Database.Statement>();
   private readonly groupCommitMs: number;
-  /** Strict durability: deferred writes are fdatasynced in the redo log, commits fsynced. */
+  /** Strict (or fenced) durability: deferred writes are fdatasynced in the redo log, commits fsynced. */
   readonly strict: boolean;
+  /** Fenced durability: what precedes an effect is fdatasynced in the redo log before it starts. */
+  readonly fenced: boolean;
   /** Depth of `tx`/`deferredTx` bodies being run (nested ones join the outermost). */
   private depth = 0;
   /** A transaction holding deferred writes is open. */
@@ -237,11 +250,12 @@ export class SqliteStore {
     opts: StoreOptions = {},
   ) {
     this.dbPath = path.join(dataDir, 'ccos.db');
-    this.strict = opts.durability === 'strict';
+    this.fenced = opts.durability === 'fenced';
+    this.strict = this.fenced || opts.durability === 'strict';
     // Strict: what waits for the commit is already synced in the redo log, so it can wait longer
     // (each commit costs an fsync; other processes wait for the write lock meanwhile).
     this.groupCommitMs = opts.groupCommitMs ?? (this.strict ? 20 : 2);
-    this.redo = new RedoLog(redoDir(dataDir));
+    this.redo = new RedoLog(redoDir(dataDir), this.strict);
     if (opts.mustExist && !fs.existsSync(this.dbPath)) {
       throw new CcosError('data-dir', `no CCOS data in ${dataDir}`, { hint: 'run a plan first (ccos run FILE), or pass --data-dir / set CCOS_HOME to the right directory' });
     }
@@ -253,7 +267,7 @@ export class SqliteStore {
     try {
       this.db = new Database(this.dbPath, { timeout: 5000 });
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${opts.durability === 'strict' ? 'FULL' : 'NORMAL'}`);
+      this.db.pragma(`synchronous = ${this.strict ? 'FULL' : 'NORMAL'}`);
       // Fewer, larger WAL checkpoints: commits stay cheap; the WAL is folded back in bulk — by a
       // thread of its own once the WAL has grown (see wal-checkpointer.ts).
       this.db.pragma(`wal_autocheckpoint = ${AUTOCHECKPOINT_PAGES}`);
@@ -409,34 +423,38 @@ export class SqliteStore {
 
   /**
    * Makes the open group's writes survive a crash without committing them: appends what was
-   * captured since the last persist to the redo log (with strict durability, and an fdatasync:
-   * they survive a power loss too). Commits instead when the group holds writes that were not
-   * captured. Call between transactions, not in one.
+   * captured since the last persist to the redo log (with `sync`, and an fdatasync: they survive a
+   * power loss too, with everything persisted before them). Commits instead when the group holds
+   * writes that were not captured. Call between transactions, not in one.
    */
-  persist(): void {
+  persist(sync = this.strict): void {
     if (this.depth > 0 || !this.groupOpen) return;
     const lines = (this.totalChanges.get() as number) - this.changesAtBegin === this.capturedChanges ? encodeRecords(this.captured, this.persisted, this.redoGroup) : null;
     if (lines === null) return this.commit();
-    if (lines) this.redo.append(lines, this.strict);
+    if (lines) this.redo.append(lines, sync);
     this.persisted = this.captured.length;
   }
 
-  /** A transaction whose writes are persisted, not necessarily committed (see `persist`), when it returns. */
-  durableTx<T>(fn: () => T): T {
+  /**
+   * A transaction whose writes are persisted, not necessarily committed (see `persist`), when it
+   * returns. `fence`: they only have to precede an effect, so they are synced only with fenced
+   * durability (see the header).
+   */
+  durableTx<T>(fn: () => T, opts: { fence?: boolean } = {}): T {
     const out = this.deferredTx(fn, { persistLater: true });
-    this.persist();
+    this.persist(opts.fence ? this.fenced : this.strict);
     return out;
   }
 
   /**
-   * `durableTx(() => provisional(kind, json, write))`, without a transaction body while a group
-   * is open: a record is all it adds, and a body (its checks, its bookkeeping) costs more than
-   * the record. A non-idempotent call makes one before every effect.
+   * `durableTx(() => provisional(kind, json, write), { fence: true })`, without a transaction
+   * body while a group is open: a record is all it adds, and a body (its checks, its
+   * bookkeeping) costs more than the record. A non-idempotent call makes one before every effect.
    */
   durableProvisional(kind: string, json: string, write: () => void): Provisional {
-    if (this.depth > 0 || !this.groupOpen || this.groupFailure || !this.db.inTransaction) return this.durableTx(() => this.provisional(kind, json, write));
+    if (this.depth > 0 || !this.groupOpen || this.groupFailure || !this.db.inTransaction) return this.durableTx(() => this.provisional(kind, json, write), { fence: true });
     const p = this.provisional(kind, json, write);
-    this.persist();
+    this.persist(this.fenced);
     return p;
   }
 
