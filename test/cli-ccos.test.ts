@@ -543,6 +543,7 @@ test('usage errors exit 2', () => {
     [['--bogus'], /unknown option `--bogus`/],
     [['run', PLAN, '--durability', 'paranoid'], /--durability must be one of normal, strict, fenced, got `paranoid`/],
     [['call', 'ccos.echo', '1', '--strict', '--durability', 'normal'], /--strict and --durability normal contradict each other/],
+    [['mcp', '--durability', 'bogus'], /--durability must be one of normal, strict, fenced, got `bogus`/],
   ];
   for (const [args, re] of cases) {
     const r = ccos(args);

@@ -189,6 +189,7 @@ test('no back door: the public Ccos API has no ungoverned path (method list revi
     'close',
     'shutdown', // stops MCP servers this node started, closes the store
     'lazyProviders', // private: loads a provider module on first use
+    'durability', // a getter: the store's durability level
   ]);
   const methods = Object.getOwnPropertyNames(Ccos.prototype);
   const unreviewed = methods.filter((m) => !REVIEWED.has(m));

@@ -83,6 +83,10 @@ export class Ccos {
   readonly intents: IntentGraph;
   readonly governance: Governance;
   readonly dataDir: string;
+  /** How hard this node works to survive a power loss (`CcosOptions.durability`). */
+  get durability(): Durability {
+    return this.store.durability;
+  }
   /** Recreate providers of persisted capabilities by kind (MCP, OpenAPI, sandbox, ...). */
   private readonly providerFactories = new Map<string, (m: CapabilityManifest) => Provider | undefined>();
   /** The encrypted secret store of this data dir. */

@@ -18,7 +18,13 @@ export interface ServeCommand {
   run(ccos: Ccos, args: string[], json: boolean): Promise<number>;
 }
 
-const MCP_USAGE = `usage: ccos mcp [--data-dir DIR]
+/** The node's durability, which the main CLI reads before it opens the node for these commands. */
+const DURABILITY_OPTION = `  --durability LEVEL            what the plans it runs write survives: normal (default: the
+                                process dying), strict (also a power loss, synced before a call's
+                                result is used) or fenced (strict, and a non-idempotent call's
+                                start synced before its effect); --strict = --durability strict`;
+
+const MCP_USAGE = `usage: ccos mcp [--data-dir DIR] [--durability LEVEL]
 
 Serves this CCOS node as an MCP server over stdio (for MCP clients that start the server as a
 child process). Tools: run and resume plans, call capabilities (through the gate), search and show
@@ -27,6 +33,9 @@ cheatsheet and sample plans. Stdout carries the protocol; messages go to stderr.
 
 Approvals are decided as the approver the client names (the local user runs the server and owns the
 approver keys in the data directory).
+
+Options:
+${DURABILITY_OPTION}
 
 Example client configuration:
   {"command": "npx", "args": ["ccos", "--data-dir", "/path/to/.ccos", "mcp"]}`;
@@ -47,6 +56,7 @@ Options:
   --approver-token NAME=TOKEN   a token that authenticates approver NAME: its connections decide
                                 approvals as NAME, and only as NAME (repeatable)
   --approver-token-file NAME=FILE   the same, reading the token from FILE (repeatable)
+${DURABILITY_OPTION}
 Tokens are at least 16 characters (e.g. \`openssl rand -hex 32\`). Stop with Ctrl-C.`;
 
 class Usage extends Error {}
@@ -101,7 +111,7 @@ export const serveCommands: Record<string, ServeCommand> = {
       }
       if (rest.length) return fail('mcp', new Usage(`unexpected argument \`${rest[0]}\``), json);
       const h = await serveStdio(ccos);
-      process.stderr.write(`ccos: MCP server on stdio (data dir ${ccos.dataDir})\n`);
+      process.stderr.write(`ccos: MCP server on stdio (data dir ${ccos.dataDir}, durability ${ccos.durability})\n`);
       await untilStopped(h);
       return 0;
     },
@@ -160,8 +170,8 @@ export const serveCommands: Record<string, ServeCommand> = {
         if (unknown.length) process.stderr.write(`ccos: warning: ${unknown.join(', ')} ${unknown.length === 1 ? 'is not a registered approver' : 'are not registered approvers'} (ccos keys create NAME); their decisions will be rejected\n`);
         const h = await serveHttp(ccos, { port, host: '127.0.0.1', tokens });
         const approvers = named.map(([n]) => n);
-        if (json) process.stdout.write(JSON.stringify({ ok: true, url: h.url, port: h.port, approvers }) + '\n');
-        else process.stdout.write(`ccos: MCP server on ${h.url} (data dir ${ccos.dataDir}${approvers.length ? `; approver tokens: ${approvers.join(', ')}` : ''}); Ctrl-C stops it\n`);
+        if (json) process.stdout.write(JSON.stringify({ ok: true, url: h.url, port: h.port, approvers, durability: ccos.durability }) + '\n');
+        else process.stdout.write(`ccos: MCP server on ${h.url} (data dir ${ccos.dataDir}, durability ${ccos.durability}${approvers.length ? `; approver tokens: ${approvers.join(', ')}` : ''}); Ctrl-C stops it\n`);
         await untilStopped(h);
         return 0;
       } catch (e) {

@@ -1586,10 +1586,12 @@ interface PluggedCommand {
   summary: string;
   usage: string;
   args: string[];
+  /** It runs plans: it takes --durability (and --strict) for the node it opens. */
+  durability: boolean;
   run(ccos: Ccos, args: string[], json: boolean): Promise<number>;
 }
 
-const PLUGGED: Record<string, { summary: string; module: () => Promise<Record<string, { summary: string; usage: string; run: (...a: never[]) => Promise<number> }>>; stdin?: boolean }> = {
+const PLUGGED: Record<string, { summary: string; module: () => Promise<Record<string, { summary: string; usage: string; run: (...a: never[]) => Promise<number> }>>; stdin?: boolean; durability?: boolean }> = {
   'caps add-mcp': { summary: 'stage the tools of an MCP server for approval', module: async () => (await import('./ccos-mcp-commands.js')).mcpCommands },
   'caps activate-mcp': { summary: 'register the approved tools of an MCP server', module: async () => (await import('./ccos-mcp-commands.js')).mcpCommands },
   'caps mcp-servers': { summary: 'list MCP servers and their tools', module: async () => (await import('./ccos-mcp-commands.js')).mcpCommands },
@@ -1597,8 +1599,8 @@ const PLUGGED: Record<string, { summary: string; module: () => Promise<Record<st
   'secrets set': { summary: 'store a secret (value read from stdin), encrypted at rest', module: async () => (await import('./ccos-secrets-commands.js')).secretsCommands, stdin: true },
   'secrets list': { summary: 'list secret names (never values)', module: async () => (await import('./ccos-secrets-commands.js')).secretsCommands, stdin: true },
   'secrets delete': { summary: 'delete a secret', module: async () => (await import('./ccos-secrets-commands.js')).secretsCommands, stdin: true },
-  mcp: { summary: 'serve CCOS as an MCP server over stdio', module: async () => (await import('./ccos-serve-commands.js')).serveCommands },
-  serve: { summary: 'serve CCOS over HTTP (--mcp: Streamable HTTP on 127.0.0.1, bearer token)', module: async () => (await import('./ccos-serve-commands.js')).serveCommands },
+  mcp: { summary: 'serve CCOS as an MCP server over stdio', module: async () => (await import('./ccos-serve-commands.js')).serveCommands, durability: true },
+  serve: { summary: 'serve CCOS over HTTP (--mcp: Streamable HTTP on 127.0.0.1, bearer token)', module: async () => (await import('./ccos-serve-commands.js')).serveCommands, durability: true },
 };
 
 const SECRETS_HELP = `ccos secrets — encrypted secrets for capabilities
@@ -1633,11 +1635,12 @@ async function pluggedCommand(first: string, rest: string[]): Promise<PluggedCom
     summary: cmd.summary,
     usage: cmd.usage,
     args,
+    durability: spec.durability === true,
     run: (ccos, a, json) => (stdinReader ? (cmd.run as unknown as (c: Ccos, a: string[], j: boolean, s: () => Promise<string>) => Promise<number>)(ccos, a, json, stdinReader) : (cmd.run as unknown as (c: Ccos, a: string[], j: boolean) => Promise<number>)(ccos, a, json)),
   };
 }
 
-/** Runs a plugged command: its own --help, the global --data-dir/--json, then the node. */
+/** Runs a plugged command: its own --help, the global --data-dir/--json (and --durability, --strict), then the node. */
 async function runPlugged(p: PluggedCommand, globals: string[]): Promise<number> {
   const all = [...globals, ...p.args];
   if (all.includes('--help') || all.includes('-h')) {
@@ -1647,6 +1650,7 @@ async function runPlugged(p: PluggedCommand, globals: string[]): Promise<number>
   const rest: string[] = [];
   let dataDir: string | undefined;
   let json = false;
+  const values: Values = {};
   for (let i = 0; i < all.length; i++) {
     const a = all[i];
     if (a === '--' ) {
@@ -1656,9 +1660,13 @@ async function runPlugged(p: PluggedCommand, globals: string[]): Promise<number>
     if (a === '--json') json = true;
     else if (a === '--data-dir') dataDir = all[++i];
     else if (a.startsWith('--data-dir=')) dataDir = a.slice('--data-dir='.length);
+    else if (p.durability && a === '--durability') values.durability = all[++i] ?? '';
+    else if (p.durability && a.startsWith('--durability=')) values.durability = a.slice('--durability='.length);
+    else if (p.durability && a === '--strict') values.strict = true;
     else rest.push(a);
   }
-  const { ccos } = await open({ command: p.name, values: {}, positionals: [], json, dataDir } as unknown as Ctx);
+  const c: Ctx = { command: p.name, values, positionals: [], json, dataDir };
+  const { ccos } = await open(c, { durability: effectOptions(c).durability });
   try {
     return await p.run(ccos, rest, json);
   } finally {

@@ -202,6 +202,8 @@ export class SqliteStore {
   generation = 0;
   private readonly statements = new Map<string, Database.Statement>();
   private readonly groupCommitMs: number;
+  /** How hard this store works to survive a power loss (see `Durability`). */
+  readonly durability: Durability;
   /** Strict (or fenced) durability: deferred writes are fdatasynced in the redo log, commits fsynced. */
   readonly strict: boolean;
   /** Fenced durability: what precedes an effect is fdatasynced in the redo log before it starts. */
@@ -250,8 +252,9 @@ export class SqliteStore {
     opts: StoreOptions = {},
   ) {
     this.dbPath = path.join(dataDir, 'ccos.db');
-    this.fenced = opts.durability === 'fenced';
-    this.strict = this.fenced || opts.durability === 'strict';
+    this.durability = opts.durability ?? 'normal';
+    this.fenced = this.durability === 'fenced';
+    this.strict = this.fenced || this.durability === 'strict';
     // Strict: what waits for the commit is already synced in the redo log, so it can wait longer
     // (each commit costs an fsync; other processes wait for the write lock meanwhile).
     this.groupCommitMs = opts.groupCommitMs ?? (this.strict ? 20 : 2);
