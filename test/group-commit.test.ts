@@ -179,6 +179,28 @@ test('store: with strict durability a deferred write is in the synced redo log w
   assert.equal(onDisk(dir, (db) => db.prepare('SELECT COUNT(*) FROM state_kv').pluck().get()), 1);
 });
 
+test('store: with strict durability a fence is written to the redo log unsynced, and the next deferred write syncs it, even one that writes nothing', (t) => {
+  const dir = tempDir(t);
+  const store = new SqliteStore(dir, { durability: 'strict', groupCommitMs: 600_000 });
+  t.after(() => store.close());
+  const synced: number[] = [];
+  const fdatasyncSync = fs.fdatasyncSync;
+  fs.fdatasyncSync = (fd: number) => {
+    synced.push(fd);
+    fdatasyncSync(fd);
+  };
+  t.after(() => (fs.fdatasyncSync = fdatasyncSync));
+  store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('before', '1'));
+  assert.equal(synced.length, 1);
+  store.durableTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('fence', '1'), { fence: true });
+  assert.equal(synced.length, 1, 'a fence is not synced with strict durability');
+  assert.equal(afterCrash(dir, (db) => db.prepare('SELECT COUNT(*) FROM state_kv').pluck().get()), 2, 'but a crash of the process keeps it');
+  store.deferredTx(() => store.stmt('SELECT COUNT(*) FROM state_kv').pluck().get());
+  assert.equal(synced.length, 2, 'a deferred write with nothing new of its own syncs the fence before it');
+  store.deferredTx(() => store.stmt('SELECT COUNT(*) FROM state_kv').pluck().get());
+  assert.equal(synced.length, 2, 'and once it is synced, nothing more is');
+});
+
 test('a non-idempotent effect starts only once every earlier answer and its own start are on disk', async (t) => {
   const { ccos, dataDir } = node(t);
   const seen: { journaled: number; started: number }[] = [];

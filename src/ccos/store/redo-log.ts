@@ -168,6 +168,8 @@ export class RedoLog {
   private size = 0;
   /** Batches appended to the file so far (each batch's `seq`). */
   private batches = 0;
+  /** Some batches were appended since the last fdatasync. */
+  private unsynced = false;
   /** The mapped file (a log that never syncs, when the addon is there). */
   private mapped: Buffer | null = null;
   /** Where a batch is encoded before it is written (kept: encoding into it is one pass, no allocation). */
@@ -183,16 +185,23 @@ export class RedoLog {
   }
 
   /**
-   * Appends lines (see `RedoRecord`, each ending in a newline) as one batch; with `sync` (in a log
-   * that `syncs`), on disk when this returns, together with every batch before it.
+   * Appends lines (see `RedoRecord`, each ending in a newline) as one batch (none if `text` is
+   * empty); with `sync` (in a log that `syncs`), on disk when this returns, together with every
+   * batch before it.
    */
   append(text: string, sync = false): void {
     try {
-      if (this.fd === null) this.open();
-      const seq = ++this.batches;
-      if (this.mapped) this.store(seq, text);
-      else this.write(seq, text);
-      if (sync) fs.fdatasyncSync(this.fd!);
+      if (text) {
+        if (this.fd === null) this.open();
+        const seq = ++this.batches;
+        if (this.mapped) this.store(seq, text);
+        else this.write(seq, text);
+        this.unsynced = true;
+      }
+      if (sync && this.unsynced) {
+        fs.fdatasyncSync(this.fd!);
+        this.unsynced = false;
+      }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       throw new CcosError(code === 'ENOSPC' ? 'disk-full' : 'store', `cannot write the redo log ${this.file}: ${(e as Error).message}`, {
@@ -243,12 +252,14 @@ export class RedoLog {
   }
 
   /**
-   * Starts the log over (everything in it is committed). The next batches overwrite the old ones
+   * Starts the log over (everything in it is committed: on disk, where the log syncs, since the
+   * store's commits are synced then). The next batches overwrite the old ones
    * rather than truncating the file: overwriting costs half as much as appending to a file that
    * grows. What is left after them is older batches, which the reader does not take for theirs.
    */
   empty(): void {
     this.size = 0;
+    this.unsynced = false;
   }
 
   /** Closes and removes the log (call only once everything in it is committed); false if there was none. */

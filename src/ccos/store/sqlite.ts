@@ -434,7 +434,8 @@ export class SqliteStore {
     if (this.depth > 0 || !this.groupOpen) return;
     const lines = (this.totalChanges.get() as number) - this.changesAtBegin === this.capturedChanges ? encodeRecords(this.captured, this.persisted, this.redoGroup) : null;
     if (lines === null) return this.commit();
-    if (lines) this.redo.append(lines, sync);
+    // With nothing new, `sync` still takes to disk what earlier persists wrote without one.
+    if (lines || sync) this.redo.append(lines, sync);
     this.persisted = this.captured.length;
   }
 
