@@ -564,6 +564,11 @@ test('--durability (and --strict): a plan that pauses runs and is resumed in ano
     const data = join(dir, `data-durability-${level.at(-1)}`);
     const run = ccosIn(data, ['run', ASK, ...level, '--json']);
     assert.equal(run.status, 3, run.stderr);
+    // The resume command it suggests keeps the level.
+    const suggested = json(run).resume as string;
+    if (level[0] === '--strict') assert.match(suggested, / --durability strict --answer VALUE$/);
+    else if (level[1] === 'fenced') assert.match(suggested, / --durability fenced --answer VALUE$/);
+    else assert.doesNotMatch(suggested, /--durability/);
     const resumed = ccosIn(data, ['resume', json(run).runId as string, '--answer', '"ann"', ...level, '--json']);
     assert.equal(resumed.status, 0, resumed.stderr);
     assert.equal(json(resumed).valueJson, 'hello ann #1');

@@ -675,6 +675,12 @@ function dataDirArgs(c: Ctx): string {
   return c.dataDir !== undefined ? ` --data-dir ${fmt!.shellQuote(path.resolve(c.dataDir))}` : '';
 }
 
+/** The durability a command that runs capabilities was given, for the commands it suggests. */
+function durabilityArgs(c: Ctx): string {
+  const level = effectOptions(c).durability;
+  return level !== undefined && level !== 'normal' ? ` --durability ${level}` : '';
+}
+
 // -------------------------------------------------------------------------------------------------
 // Printing errors
 
@@ -769,12 +775,12 @@ async function driveRun(c: Ctx, ccos: Ccos, start: () => Promise<RunResult>, his
 
 function resumeCommand(c: Ctx, r: RunResult): string {
   const kinds = fmt!.waitingKinds(r.waiting);
-  const base = `ccos resume ${r.runId}${dataDirArgs(c)}`;
+  const base = `ccos resume ${r.runId}${dataDirArgs(c)}${durabilityArgs(c)}`;
   if (kinds.includes('outcome-unknown')) return `${base} --retry-unknown   (or --answer VALUE, or --fail MESSAGE)`;
   if (kinds.includes('store-failure')) return `${base}   (once the storage problem is fixed)`;
   if (kinds.length > 0 && kinds.every((k) => k === 'approval')) {
     const ids = fmt!.approvalIds(r.waiting);
-    return `ccos approve ${ids.length === 1 ? ids[0] : 'ID'} --as NAME${dataDirArgs(c)} --resume   (or, once approved: ${base})`;
+    return `ccos approve ${ids.length === 1 ? ids[0] : 'ID'} --as NAME${dataDirArgs(c)}${durabilityArgs(c)} --resume   (or, once approved: ${base})`;
   }
   return `${base} --answer VALUE`;
 }
