@@ -158,7 +158,8 @@ test('store: deferred writes are committed by the group timer, and by close', as
   assert.equal(onDisk(dir, (db) => db.prepare("SELECT COUNT(*) FROM state_kv WHERE key = 'close'").pluck().get()), 1, 'committed by close');
 });
 
-test('store: with strict durability a deferred write is in the synced redo log when deferredTx returns, committed later', (t) => {
+/** A store with strict durability that does not commit by itself, and the fdatasyncs made from then on. */
+function strictStore(t: { after: (fn: () => void) => void }): { dir: string; store: SqliteStore; synced: number[] } {
   const dir = tempDir(t);
   const store = new SqliteStore(dir, { durability: 'strict', groupCommitMs: 600_000 });
   t.after(() => store.close());
@@ -169,6 +170,11 @@ test('store: with strict durability a deferred write is in the synced redo log w
     fdatasyncSync(fd);
   };
   t.after(() => (fs.fdatasyncSync = fdatasyncSync));
+  return { dir, store, synced };
+}
+
+test('store: with strict durability a deferred write is in the synced redo log when deferredTx returns, committed later', (t) => {
+  const { dir, store, synced } = strictStore(t);
   const before = store.commits;
   store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('s', '1'));
   assert.equal(store.commits, before, 'not committed');
@@ -180,16 +186,7 @@ test('store: with strict durability a deferred write is in the synced redo log w
 });
 
 test('store: with strict durability a fence is written to the redo log unsynced, and the next deferred write syncs it, even one that writes nothing', (t) => {
-  const dir = tempDir(t);
-  const store = new SqliteStore(dir, { durability: 'strict', groupCommitMs: 600_000 });
-  t.after(() => store.close());
-  const synced: number[] = [];
-  const fdatasyncSync = fs.fdatasyncSync;
-  fs.fdatasyncSync = (fd: number) => {
-    synced.push(fd);
-    fdatasyncSync(fd);
-  };
-  t.after(() => (fs.fdatasyncSync = fdatasyncSync));
+  const { dir, store, synced } = strictStore(t);
   store.deferredTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('before', '1'));
   assert.equal(synced.length, 1);
   store.durableTx(() => store.stmt('INSERT INTO state_kv (key, value) VALUES (?, ?)').run('fence', '1'), { fence: true });
