@@ -387,6 +387,10 @@ test('redo: reading stops at a batch a crash cut off (its trailer missing or not
   assert.deepEqual(keysOf(file), ['k1'], 'the zeros of a mapped file not written yet');
   fs.writeFileSync(file, Buffer.alloc(4096));
   assert.deepEqual(keysOf(file), []);
+  const broken = Buffer.from(a + b);
+  broken[0] = 0;
+  fs.writeFileSync(file, broken);
+  assert.deepEqual(keysOf(file), [], 'a first batch whose header is broken (being stored when the process died)');
   // Lines changed between a batch's header and trailer, as a process killed while storing a batch
   // over an older one of the same size, or a power loss writing back some pages of a batch and
   // not others, could leave them: the checksum does not match.

@@ -308,9 +308,10 @@ export function readLog(file: string): RedoRecord[] {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
-  // A log written before batches were framed is lines alone; one written before they carried a
-  // checksum has shorter headers.
-  if (data.length > 0 && data[0] !== 0x7e) return readLines(data.toString('utf8')).records;
+  // A log written before batches were framed is lines alone (a line begins with its group
+  // number); one whose first batch has no whole header yet (broken, or zeros) holds nothing; one
+  // written before batches carried a checksum has shorter headers.
+  if (data.length === 0 || data[0] !== 0x7e) return data[0] >= 0x30 && data[0] <= 0x39 ? readLines(data.toString('utf8')).records : [];
   const checked = data[UNCHECKED_HEADER_BYTES - 1] !== 0x0a;
   const headerBytes = checked ? HEADER_BYTES : UNCHECKED_HEADER_BYTES;
   const header = checked ? /^~(\d{12}) (\d{10}) ([0-9a-f]{8})\n$/ : /^~(\d{12}) (\d{10})\n$/;

@@ -140,7 +140,7 @@ export type Durability = 'normal' | 'strict' | 'fenced';
 export const DURABILITIES: readonly Durability[] = ['normal', 'strict', 'fenced'];
 
 export interface StoreOptions {
-  /** `strict`: every write is synced to disk (in the redo log) before anything uses it; see `Durability`. */
+  /** How hard the store works to survive a power loss (default `normal`; see `Durability`). */
   durability?: Durability;
   /** Open without creating the data dir (read-only commands on a missing dir fail clearly). */
   mustExist?: boolean;
